@@ -1,0 +1,350 @@
+"""Encode and decode delta records. Pure code, no I/O.
+
+Layout (docs/wire-format.md has it byte by byte)::
+
+    0     2 bytes   magic b"KD"
+    2     1 byte    format version (1)
+    3     4 bytes   header length H, unsigned big-endian
+    7     H bytes   header: one msgpack array (see HEADER_FIELDS)
+    7+H   B bytes   body, B given in the header; nothing may follow it
+
+The header comes first with its length so a consumer can read it with one
+``msgpack.unpackb`` over a slice and keep the body as bytes, undecoded.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+import orjson
+
+from deltas.errors import DeltaFormatError
+from deltas.keys import ResourceKey, identity_bytes
+from deltas.model import BodyEncoding, Delta, DigestMarker, Op, RelistMarker
+
+MAGIC: Final = b"KD"
+FORMAT_VERSION: Final = 1
+PREFIX = struct.Struct(">2sBI")
+PREFIX_SIZE: Final = PREFIX.size  # 7
+#: Default cap on a body: the largest Kubernetes object is ~1.5 MiB (etcd's limit).
+DEFAULT_MAX_BODY: Final = 4 * 1024 * 1024
+_MAX_U64: Final = 2**64 - 1
+
+HEADER_FIELDS: Final = (
+    "op",
+    "cluster",
+    "group",
+    "version",
+    "kind",
+    "namespace",
+    "name",
+    "uid",
+    "resource_version",
+    "seq",
+    "session",
+    "event_time_ms",
+    "labels",
+    "owners",
+    "app",
+    "body_encoding",
+    "body_length",
+    "control",
+)
+_N_FIELDS: Final = len(HEADER_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """Everything but the body. ``body_offset``/``body_length`` locate the body in the record."""
+
+    op: Op
+    cluster: str
+    key: ResourceKey
+    uid: str
+    resource_version: str
+    seq: int
+    session: str
+    event_time_ms: int
+    labels: Mapping[str, str]
+    owners: tuple[str, ...]
+    app: str
+    body_encoding: BodyEncoding
+    body_offset: int
+    body_length: int
+    relist: RelistMarker | None
+    digest: DigestMarker | None
+
+    def identity(self) -> bytes:
+        k = self.key
+        return identity_bytes(k.group, k.kind, k.namespace, k.name)
+
+
+def encode(delta: Delta, *, max_body: int = DEFAULT_MAX_BODY) -> bytes:
+    """Serialize ``delta``; raises DeltaFormatError if it is not a valid delta."""
+    _check_delta(delta, max_body)
+    control: list[Any] | None
+    if delta.relist is not None:
+        control = [delta.relist.relist_id, delta.relist.full]
+    elif delta.digest is not None:
+        control = [delta.digest.partition, delta.digest.count, delta.digest.hash]
+    else:
+        control = None
+    k = delta.key
+    header = [
+        int(delta.op),
+        delta.cluster,
+        k.group,
+        k.version,
+        k.kind,
+        k.namespace,
+        k.name,
+        delta.uid,
+        delta.resource_version,
+        delta.seq,
+        delta.session,
+        delta.event_time_ms,
+        dict(delta.labels),
+        list(delta.owners),
+        delta.app,
+        int(delta.body_encoding),
+        len(delta.body),
+        control,
+    ]
+    try:
+        packed = msgpack.packb(header, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DeltaFormatError(f"cannot encode delta header: {exc}") from exc
+    return PREFIX.pack(MAGIC, FORMAT_VERSION, len(packed)) + packed + delta.body
+
+
+def decode_header(data: bytes | memoryview, *, max_body: int = DEFAULT_MAX_BODY) -> Header:
+    """Read and validate the header; the body stays undecoded at ``data[body_offset:]``."""
+    size = len(data)
+    if size < PREFIX_SIZE:
+        raise DeltaFormatError(f"record truncated: {size} bytes, the prefix alone is 7")
+    magic, version, header_len = PREFIX.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise DeltaFormatError(f"bad magic {bytes(magic)!r}, expected {MAGIC!r}")
+    if version != FORMAT_VERSION:
+        raise DeltaFormatError(
+            f"unknown format version {version}, this build reads version {FORMAT_VERSION}"
+        )
+    body_offset = PREFIX_SIZE + header_len
+    if body_offset > size:
+        raise DeltaFormatError(
+            f"record truncated: header says {header_len} header bytes, {size - 7} present"
+        )
+    try:
+        fields = msgpack.unpackb(
+            data[PREFIX_SIZE:body_offset], raw=False, use_list=True, strict_map_key=True
+        )
+    except Exception as exc:  # msgpack raises many types; all mean "bad header"
+        raise DeltaFormatError(f"header is not valid msgpack: {exc}") from exc
+    return _header_from_fields(fields, body_offset, size, max_body)
+
+
+def decode(data: bytes | memoryview, *, max_body: int = DEFAULT_MAX_BODY) -> Delta:
+    """Full decode: header plus a copy of the body bytes (still encoded)."""
+    h = decode_header(data, max_body=max_body)
+    return Delta(
+        op=h.op,
+        cluster=h.cluster,
+        key=h.key,
+        uid=h.uid,
+        resource_version=h.resource_version,
+        seq=h.seq,
+        session=h.session,
+        event_time_ms=h.event_time_ms,
+        labels=h.labels,
+        owners=h.owners,
+        app=h.app,
+        body_encoding=h.body_encoding,
+        body=bytes(data[h.body_offset :]),
+        relist=h.relist,
+        digest=h.digest,
+    )
+
+
+def decode_object(body: bytes | memoryview, encoding: BodyEncoding) -> dict[str, Any]:
+    """Decode a body into the Kubernetes object it carries."""
+    try:
+        if encoding is BodyEncoding.JSON:
+            obj = orjson.loads(body)
+        elif encoding is BodyEncoding.MSGPACK:
+            obj = msgpack.unpackb(body, raw=False)
+        else:
+            raise DeltaFormatError("record has no body to decode")
+    except DeltaFormatError:
+        raise
+    except Exception as exc:
+        raise DeltaFormatError(f"body is not valid {encoding.name}: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise DeltaFormatError(f"body must be an object, got {type(obj).__name__}")
+    return obj
+
+
+def encode_object(obj: Mapping[str, Any], encoding: BodyEncoding) -> bytes:
+    """Encode a Kubernetes object as a body (sorted keys: equal objects, equal bytes)."""
+    try:
+        if encoding is BodyEncoding.JSON:
+            return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+        if encoding is BodyEncoding.MSGPACK:
+            return msgpack.packb(obj, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DeltaFormatError(f"cannot encode object as {encoding.name}: {exc}") from exc
+    raise DeltaFormatError("BodyEncoding.NONE carries no object")
+
+
+# -- validation ------------------------------------------------------------------------
+
+
+def _str(value: object, name: str) -> str:
+    if type(value) is not str:
+        raise DeltaFormatError(f"header field {name!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _int(value: object, name: str, low: int = 0, high: int = _MAX_U64) -> int:
+    if type(value) is not int:
+        raise DeltaFormatError(
+            f"header field {name!r} must be an integer, got {type(value).__name__}"
+        )
+    if not low <= value <= high:
+        raise DeltaFormatError(f"header field {name!r} = {value} is outside [{low}, {high}]")
+    return value
+
+
+def _header_from_fields(fields: object, body_offset: int, size: int, max_body: int) -> Header:
+    if not isinstance(fields, list):
+        raise DeltaFormatError(f"header must be a msgpack array, got {type(fields).__name__}")
+    if len(fields) != _N_FIELDS:
+        raise DeltaFormatError(f"header has {len(fields)} fields, expected {_N_FIELDS}")
+    (op_raw, cluster, group, version, kind, namespace, name, uid, rv, seq, session, ts,
+     labels, owners, app, enc_raw, body_len, control) = fields  # fmt: skip
+    try:
+        op = Op(_int(op_raw, "op"))
+    except ValueError as exc:
+        raise DeltaFormatError(f"unknown op {op_raw}") from exc
+    try:
+        enc = BodyEncoding(_int(enc_raw, "body_encoding"))
+    except ValueError as exc:
+        raise DeltaFormatError(f"unknown body encoding {enc_raw}") from exc
+    blen = _int(body_len, "body_length")
+    if blen > max_body:
+        raise DeltaFormatError(f"body of {blen} bytes exceeds the maximum of {max_body} bytes")
+    present = size - body_offset
+    if present < blen:
+        raise DeltaFormatError(f"record truncated: body needs {blen} bytes, {present} present")
+    if present > blen:
+        raise DeltaFormatError(f"{present - blen} bytes of trailing garbage after the body")
+    if not isinstance(labels, dict):
+        raise DeltaFormatError(f"header field 'labels' must be a map, got {type(labels).__name__}")
+    for lk, lv in labels.items():
+        _str(lk, "labels key")
+        _str(lv, "labels value")
+    if not isinstance(owners, list):
+        raise DeltaFormatError(f"header field 'owners' must be an array, got {type(owners).__name__}")
+    for o in owners:
+        _str(o, "owners item")
+    key = ResourceKey(
+        _str(group, "group"),
+        _str(version, "version"),
+        _str(kind, "kind"),
+        _str(namespace, "namespace"),
+        _str(name, "name"),
+    )
+    relist, digest = _control(op, control)
+    header = Header(
+        op=op,
+        cluster=_str(cluster, "cluster"),
+        key=key,
+        uid=_str(uid, "uid"),
+        resource_version=_str(rv, "resource_version"),
+        seq=_int(seq, "seq"),
+        session=_str(session, "session"),
+        event_time_ms=_int(ts, "event_time_ms"),
+        labels=labels,
+        owners=tuple(owners),
+        app=_str(app, "app"),
+        body_encoding=enc,
+        body_offset=body_offset,
+        body_length=blen,
+        relist=relist,
+        digest=digest,
+    )
+    _check_semantics(header.op, header.cluster, key, enc, blen, relist, digest)
+    return header
+
+
+def _control(op: Op, control: object) -> tuple[RelistMarker | None, DigestMarker | None]:
+    if op in (Op.RELIST_START, Op.RELIST_END):
+        if not (isinstance(control, list) and len(control) == 2):
+            raise DeltaFormatError(f"{op.name} needs control [relist_id, full], got {control!r}")
+        rid, full = control
+        if type(full) is not bool:
+            raise DeltaFormatError("relist 'full' flag must be a boolean")
+        return RelistMarker(_str(rid, "relist_id"), full), None
+    if op is Op.DIGEST:
+        if not (isinstance(control, list) and len(control) == 3):
+            raise DeltaFormatError(f"DIGEST needs control [partition, count, hash], got {control!r}")
+        part, count, h = control
+        return None, DigestMarker(
+            _int(part, "digest partition", 0, 2**31 - 1), _int(count, "digest count"), _int(h, "digest hash")
+        )
+    if control is not None:
+        raise DeltaFormatError(f"{op.name} must not carry control data")
+    return None, None
+
+
+def _check_semantics(
+    op: Op,
+    cluster: str,
+    key: ResourceKey,
+    enc: BodyEncoding,
+    body_len: int,
+    relist: RelistMarker | None,
+    digest: DigestMarker | None,
+) -> None:
+    if not cluster:
+        raise DeltaFormatError("cluster id is empty")
+    if op is Op.UPSERT:
+        if enc is BodyEncoding.NONE:
+            raise DeltaFormatError("UPSERT needs a body")
+    elif body_len or enc is not BodyEncoding.NONE:
+        raise DeltaFormatError(f"{op.name} must not carry a body")
+    if op in (Op.UPSERT, Op.DELETE):
+        if not key.kind or not key.name or not key.version:
+            raise DeltaFormatError(f"{op.name} needs version, kind and name in its key")
+        identity_bytes(key.group, key.kind, key.namespace, key.name)  # rejects NUL
+    elif op in (Op.RELIST_START, Op.RELIST_END) and not key.kind:
+        raise DeltaFormatError(f"{op.name} needs the kind it relists")
+    if (op in (Op.RELIST_START, Op.RELIST_END)) != (relist is not None):
+        raise DeltaFormatError("relist marker data present on a non-relist record")
+    if (op is Op.DIGEST) != (digest is not None):
+        raise DeltaFormatError("digest data present on a non-digest record")
+
+
+def _check_delta(delta: Delta, max_body: int) -> None:
+    if len(delta.body) > max_body:
+        raise DeltaFormatError(
+            f"body of {len(delta.body)} bytes exceeds the maximum of {max_body} bytes"
+        )
+    if not isinstance(delta.body, bytes):
+        raise DeltaFormatError("body must be bytes")
+    for name in ("seq", "event_time_ms"):
+        value = getattr(delta, name)
+        if type(value) is not int or not 0 <= value <= _MAX_U64:
+            raise DeltaFormatError(f"{name} must be an integer in [0, 2**64)")
+    _check_semantics(
+        delta.op,
+        delta.cluster,
+        delta.key,
+        delta.body_encoding,
+        len(delta.body),
+        delta.relist,
+        delta.digest,
+    )

@@ -1,0 +1,20 @@
+"""The `kubedelta` console script: one click group, one sub-module per area.
+
+Each area's commands live in their own module (``kubedelta/cmd_*.py``) so they
+can grow independently; this file only stitches them together.
+"""
+
+from __future__ import annotations
+
+import click
+
+from kubedelta import cmd_kafka
+
+
+@click.group()
+@click.version_option(package_name="kubedelta")
+def main() -> None:
+    """kubedelta: an event-sourced, multi-cluster Kubernetes resource cache."""
+
+
+main.add_command(cmd_kafka.kafka)

@@ -1,0 +1,1 @@
+"""Shared I/O plumbing: Kafka client settings, admin helpers, local broker, health/metrics HTTP, backoff."""
