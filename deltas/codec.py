@@ -23,7 +23,7 @@ import msgpack
 import orjson
 
 from deltas.errors import DeltaFormatError
-from deltas.keys import ResourceKey, identity_bytes
+from deltas.keys import ResourceKey, identity_bytes, relist_key, validate_cluster_name
 from deltas.model import BodyEncoding, Delta, DigestMarker, Op, RelistMarker
 
 MAGIC: Final = b"KD"
@@ -84,7 +84,11 @@ class Header:
 
 
 def encode(delta: Delta, *, max_body: int = DEFAULT_MAX_BODY) -> bytes:
-    """Serialize ``delta``; raises DeltaFormatError if it is not a valid delta."""
+    """Serialize ``delta``; raises DeltaFormatError if it is not a valid delta.
+
+    Validation runs the decoder's own field checks on the header, so whatever
+    encodes also decodes.
+    """
     _check_delta(delta, max_body)
     control: list[Any] | None
     if delta.relist is not None:
@@ -114,6 +118,7 @@ def encode(delta: Delta, *, max_body: int = DEFAULT_MAX_BODY) -> bytes:
         len(delta.body),
         control,
     ]
+    _header_from_fields(header, 0, len(delta.body), max_body)
     try:
         packed = msgpack.packb(header, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -204,7 +209,9 @@ def encode_object(obj: Mapping[str, Any], encoding: BodyEncoding) -> bytes:
 
 def _str(value: object, name: str) -> str:
     if type(value) is not str:
-        raise DeltaFormatError(f"header field {name!r} must be a string, got {type(value).__name__}")
+        raise DeltaFormatError(
+            f"header field {name!r} must be a string, got {type(value).__name__}"
+        )
     return value
 
 
@@ -225,14 +232,17 @@ def _header_from_fields(fields: object, body_offset: int, size: int, max_body: i
         raise DeltaFormatError(f"header has {len(fields)} fields, expected {_N_FIELDS}")
     (op_raw, cluster, group, version, kind, namespace, name, uid, rv, seq, session, ts,
      labels, owners, app, enc_raw, body_len, control) = fields  # fmt: skip
+    # _int outside the try: DeltaFormatError is a ValueError and must not be reworded.
+    op_int = _int(op_raw, "op")
+    enc_int = _int(enc_raw, "body_encoding")
     try:
-        op = Op(_int(op_raw, "op"))
+        op = Op(op_int)
     except ValueError as exc:
-        raise DeltaFormatError(f"unknown op {op_raw}") from exc
+        raise DeltaFormatError(f"unknown op {op_int}") from exc
     try:
-        enc = BodyEncoding(_int(enc_raw, "body_encoding"))
+        enc = BodyEncoding(enc_int)
     except ValueError as exc:
-        raise DeltaFormatError(f"unknown body encoding {enc_raw}") from exc
+        raise DeltaFormatError(f"unknown body encoding {enc_int}") from exc
     blen = _int(body_len, "body_length")
     if blen > max_body:
         raise DeltaFormatError(f"body of {blen} bytes exceeds the maximum of {max_body} bytes")
@@ -247,7 +257,9 @@ def _header_from_fields(fields: object, body_offset: int, size: int, max_body: i
         _str(lk, "labels key")
         _str(lv, "labels value")
     if not isinstance(owners, list):
-        raise DeltaFormatError(f"header field 'owners' must be an array, got {type(owners).__name__}")
+        raise DeltaFormatError(
+            f"header field 'owners' must be an array, got {type(owners).__name__}"
+        )
     for o in owners:
         _str(o, "owners item")
     key = ResourceKey(
@@ -290,10 +302,14 @@ def _control(op: Op, control: object) -> tuple[RelistMarker | None, DigestMarker
         return RelistMarker(_str(rid, "relist_id"), full), None
     if op is Op.DIGEST:
         if not (isinstance(control, list) and len(control) == 3):
-            raise DeltaFormatError(f"DIGEST needs control [partition, count, hash], got {control!r}")
+            raise DeltaFormatError(
+                f"DIGEST needs control [partition, count, hash], got {control!r}"
+            )
         part, count, h = control
         return None, DigestMarker(
-            _int(part, "digest partition", 0, 2**31 - 1), _int(count, "digest count"), _int(h, "digest hash")
+            _int(part, "digest partition", 0, 2**31 - 1),
+            _int(count, "digest count"),
+            _int(h, "digest hash"),
         )
     if control is not None:
         raise DeltaFormatError(f"{op.name} must not carry control data")
@@ -309,8 +325,7 @@ def _check_semantics(
     relist: RelistMarker | None,
     digest: DigestMarker | None,
 ) -> None:
-    if not cluster:
-        raise DeltaFormatError("cluster id is empty")
+    validate_cluster_name(cluster)  # it names the topic, so it must be a DNS label
     if op is Op.UPSERT:
         if enc is BodyEncoding.NONE:
             raise DeltaFormatError("UPSERT needs a body")
@@ -320,8 +335,10 @@ def _check_semantics(
         if not key.kind or not key.name or not key.version:
             raise DeltaFormatError(f"{op.name} needs version, kind and name in its key")
         identity_bytes(key.group, key.kind, key.namespace, key.name)  # rejects NUL
-    elif op in (Op.RELIST_START, Op.RELIST_END) and not key.kind:
-        raise DeltaFormatError(f"{op.name} needs the kind it relists")
+    elif op in (Op.RELIST_START, Op.RELIST_END):
+        if not key.kind:
+            raise DeltaFormatError(f"{op.name} needs the kind it relists")
+        relist_key(key.group, key.kind)  # rejects NUL: the Kafka key joins them with NUL
     if (op in (Op.RELIST_START, Op.RELIST_END)) != (relist is not None):
         raise DeltaFormatError("relist marker data present on a non-relist record")
     if (op is Op.DIGEST) != (digest is not None):
@@ -329,16 +346,23 @@ def _check_semantics(
 
 
 def _check_delta(delta: Delta, max_body: int) -> None:
+    """Checks the header fields alone cannot express (body type, marker consistency);
+    the field types are checked by the decoder's own code in :func:`encode`."""
+    if not isinstance(delta.body, bytes):
+        raise DeltaFormatError(f"body must be bytes, got {type(delta.body).__name__}")
     if len(delta.body) > max_body:
         raise DeltaFormatError(
             f"body of {len(delta.body)} bytes exceeds the maximum of {max_body} bytes"
         )
-    if not isinstance(delta.body, bytes):
-        raise DeltaFormatError("body must be bytes")
-    for name in ("seq", "event_time_ms"):
-        value = getattr(delta, name)
-        if type(value) is not int or not 0 <= value <= _MAX_U64:
-            raise DeltaFormatError(f"{name} must be an integer in [0, 2**64)")
+    if not isinstance(delta.op, Op):
+        raise DeltaFormatError(f"op must be an Op, got {delta.op!r}")
+    if not isinstance(delta.body_encoding, BodyEncoding):
+        raise DeltaFormatError(f"body_encoding must be a BodyEncoding, got {delta.body_encoding!r}")
+    if not isinstance(delta.cluster, str):
+        raise DeltaFormatError(f"cluster must be a string, got {type(delta.cluster).__name__}")
+    for part in (delta.key.group, delta.key.kind, delta.key.namespace, delta.key.name):
+        if not isinstance(part, str):
+            raise DeltaFormatError(f"key part {part!r} must be a string")
     _check_semantics(
         delta.op,
         delta.cluster,

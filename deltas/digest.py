@@ -13,6 +13,8 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 
+from deltas.errors import ConfigError
+
 _MASK = 2**64 - 1
 
 
@@ -26,6 +28,8 @@ def item_hash(key: bytes, resource_version: str) -> int:
 
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition a key routes to. Both sides agree on it, so digests are per partition."""
+    if partitions < 1:
+        raise ConfigError(f"a topic has at least 1 partition, got {partitions}")
     return zlib.crc32(key) % partitions
 
 

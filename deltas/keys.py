@@ -48,10 +48,21 @@ class ResourceKey:
 
 def identity_bytes(group: str, kind: str, namespace: str, name: str) -> bytes:
     """NUL-joined UTF-8; NUL never occurs in Kubernetes names, so the join is reversible."""
-    for part in (group, kind, namespace, name):
+    _check_parts(group, kind, namespace, name)
+    return _utf8(f"{group}\x00{kind}\x00{namespace}\x00{name}")
+
+
+def _check_parts(*parts: str) -> None:
+    for part in parts:
         if KEY_SEPARATOR in part:
             raise DeltaFormatError(f"key part {part!r} contains a NUL character")
-    return f"{group}\x00{kind}\x00{namespace}\x00{name}".encode()
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:  # lone surrogates: not representable on the wire
+        raise DeltaFormatError(f"key {text!r} is not encodable as UTF-8: {exc}") from exc
 
 
 def parse_identity(raw: bytes) -> tuple[str, str, str, str]:
@@ -67,7 +78,8 @@ def parse_identity(raw: bytes) -> tuple[str, str, str, str]:
 
 def relist_key(group: str, kind: str) -> bytes:
     """Kafka key of a relist marker: one per (group, kind), compacted to the latest."""
-    return CONTROL_KEY_PREFIX + f"relist\x00{group}\x00{kind}".encode()
+    _check_parts(group, kind)
+    return CONTROL_KEY_PREFIX + _utf8(f"relist\x00{group}\x00{kind}")
 
 
 def validate_cluster_name(cluster: str) -> str:
