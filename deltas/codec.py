@@ -338,6 +338,10 @@ def _check_semantics(
     elif op in (Op.RELIST_START, Op.RELIST_END):
         if not key.kind:
             raise DeltaFormatError(f"{op.name} needs the kind it relists")
+        if key.namespace or key.name:
+            raise DeltaFormatError(
+                f"{op.name} relists a whole kind: namespace and name must be empty"
+            )
         relist_key(key.group, key.kind)  # rejects NUL: the Kafka key joins them with NUL
     if (op in (Op.RELIST_START, Op.RELIST_END)) != (relist is not None):
         raise DeltaFormatError("relist marker data present on a non-relist record")

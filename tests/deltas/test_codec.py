@@ -35,6 +35,7 @@ FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 FUZZ = settings(max_examples=150, deadline=None)
 
 POD_KEY = ResourceKey("", "v1", "Pod", "default", "web-0")
+KIND_KEY = ResourceKey("", "v1", "Pod", "", "")
 SAMPLE = Delta(
     op=Op.UPSERT,
     cluster="prod-eu-1",
@@ -480,7 +481,9 @@ def test_encode_refuses_what_decode_would_refuse() -> None:
          "DELETE needs version, kind and name"),
         (Delta(op=Op.DELETE, cluster="c1", key=ResourceKey("", "", "Pod", "ns", "n")),
          "DELETE needs version, kind and name"),
-        (Delta(op=Op.RELIST_START, cluster="c1", key=POD_KEY), "relist marker data present on a non-relist record"),
+        (Delta(op=Op.RELIST_START, cluster="c1", key=KIND_KEY), "relist marker data present on a non-relist record"),
+        (Delta(op=Op.RELIST_START, cluster="c1", key=POD_KEY, relist=RelistMarker("r", True)),
+         "RELIST_START relists a whole kind: namespace and name must be empty"),
         (Delta(op=Op.RELIST_END, cluster="c1", key=ResourceKey("", "v1", "", "", ""), relist=RelistMarker("r", True)),
          "RELIST_END needs the kind it relists"),
         (Delta(op=Op.DELETE, cluster="c1", key=POD_KEY, relist=RelistMarker("r", True)),
@@ -488,7 +491,7 @@ def test_encode_refuses_what_decode_would_refuse() -> None:
         (Delta(op=Op.DIGEST, cluster="c1", key=POD_KEY), "digest data present on a non-digest record"),
         (Delta(op=Op.DELETE, cluster="c1", key=POD_KEY, digest=DigestMarker(0, 0, 0)),
          "digest data present on a non-digest record"),
-        (Delta(op=Op.RELIST_START, cluster="c1", key=POD_KEY, relist=RelistMarker("r", True),
+        (Delta(op=Op.RELIST_START, cluster="c1", key=KIND_KEY, relist=RelistMarker("r", True),
                digest=DigestMarker(0, 0, 0)), "digest data present on a non-digest record"),
     ],
 )  # fmt: skip
