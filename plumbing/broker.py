@@ -89,6 +89,8 @@ class LocalBrokerConfig:
     """Seconds to wait after SIGTERM for a clean shutdown before SIGKILL."""
     pom: Path = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"
     """Maven pom whose dependencies are the broker's jars (Kafka version pinned there)."""
+    jars: Path | None = None
+    """Folder of broker jars; None means ``<home>/libs``. Lets several homes share one fetch."""
     extra_jvm_flags: tuple[str, ...] = ("-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError")
     """JVM flags besides the heap. Serial GC: lightest on a small shared machine."""
 
@@ -115,7 +117,7 @@ class LocalBrokerConfig:
 
     @property
     def libs(self) -> Path:
-        return self.home / "libs"
+        return self.jars if self.jars is not None else self.home / "libs"
 
     @property
     def data(self) -> Path:
@@ -423,7 +425,13 @@ def jars_ready(config: LocalBrokerConfig) -> bool:
 
 
 def fetch_jars(config: LocalBrokerConfig) -> bool:
-    """Fetch the broker jars with Maven unless already cached. Returns True when it fetched.
+    """Fetch the broker jars with Maven unless already cached. Returns True when it fetched."""
+    with _home_lock(config):
+        return _fetch_jars(config)
+
+
+def _fetch_jars(config: LocalBrokerConfig) -> bool:
+    """Fetch unless cached (caller holds the home lock).
 
     Fetches into a scratch folder and renames it into place, so an interrupted
     fetch never looks complete; the stamp records which pom the jars are for.
@@ -432,8 +440,8 @@ def fetch_jars(config: LocalBrokerConfig) -> bool:
         return False
     mvn = _require_tool("mvn", "Maven fetches the Kafka broker jars (apt-get install maven)")
     digest = _pom_digest(config)
-    config.home.mkdir(parents=True, exist_ok=True)
-    scratch = config.home / "libs.partial"
+    config.libs.parent.mkdir(parents=True, exist_ok=True)
+    scratch = config.libs.with_name(config.libs.name + ".partial")
     shutil.rmtree(scratch, ignore_errors=True)
     command = [
         mvn,
@@ -480,11 +488,9 @@ def _check_ports(config: LocalBrokerConfig) -> None:
     for name, port in (("client", config.port), ("controller", config.controller_port)):
         if port_is_free(config.host, port):
             continue
-        owner = (
-            "a Kafka broker from another home"
-            if answers_at(config.host, port)
-            else "another process"
-        )
+        # A real broker answers in milliseconds; do not hang on a silent squatter.
+        other_kafka = answers_at(config.host, port, timeout_s=0.5)
+        owner = "a Kafka broker from another home" if other_kafka else "another process"
         raise BrokerPortInUseError(
             f"{name} port {config.host}:{port} is taken by {owner}, not by the broker in "
             f"{config.home}. Stop it, or choose other ports with KUBEDELTA_KAFKA_PORT "
@@ -575,28 +581,89 @@ def start(config: LocalBrokerConfig) -> str:
 
     Fetches the jars and formats the storage on first use. Raises BrokerError
     (java/maven missing, port taken, early exit) or BrokerStartTimeoutError.
+    A broker started here keeps running until ``stop``, even if a test session
+    had started it (see :func:`borrowed`).
     """
     with _home_lock(config):
-        running = _broker_process(config)
-        if running is not None:
-            _wait_ready(config, running.pid)
-            return config.bootstrap
-        config.pid_file.unlink(missing_ok=True)
-        _require_tool("java", "the broker needs Java 17 or newer")
-        fetch_jars(config)
-        _check_formatted_ports(config)
-        _check_ports(config)
-        config.home.joinpath("log4j2.properties").write_text(log4j2_properties(config))
-        config.properties_file.write_text(server_properties(config))
-        _format_storage(config)
-        (config.home / "formatted-for").write_text(f"{config.port} {config.controller_port}\n")
-        _wait_ready(config, _spawn(config))
+        _start_locked(config)
+        _auto_stop_marker(config).unlink(missing_ok=True)
         return config.bootstrap
+
+
+def _start_locked(config: LocalBrokerConfig) -> bool:
+    """Start unless running (caller holds the home lock). True when this call started it."""
+    running = _broker_process(config)
+    if running is not None:
+        _wait_ready(config, running.pid)
+        return False
+    config.pid_file.unlink(missing_ok=True)
+    _require_tool("java", "the broker needs Java 17 or newer")
+    _check_formatted_ports(config)
+    _check_ports(config)
+    _fetch_jars(config)
+    config.home.joinpath("log4j2.properties").write_text(log4j2_properties(config))
+    config.properties_file.write_text(server_properties(config))
+    _format_storage(config)
+    (config.home / "formatted-for").write_text(f"{config.port} {config.controller_port}\n")
+    _wait_ready(config, _spawn(config))
+    return True
+
+
+def _auto_stop_marker(config: LocalBrokerConfig) -> Path:
+    return config.home / "auto-stop"
+
+
+def _borrowers(config: LocalBrokerConfig) -> Path:
+    return config.home / "borrowers"
+
+
+def _live_borrowers(config: LocalBrokerConfig) -> list[int]:
+    """Pids of processes that borrowed the broker and still run; dead ones are forgotten."""
+    alive = []
+    for lease in _borrowers(config).glob("*"):
+        try:
+            pid = int(lease.name)
+        except ValueError:
+            lease.unlink(missing_ok=True)
+            continue
+        if psutil.pid_exists(pid):
+            alive.append(pid)
+        else:
+            lease.unlink(missing_ok=True)
+    return alive
+
+
+@contextlib.contextmanager
+def borrowed(config: LocalBrokerConfig) -> Iterator[str]:
+    """Use the broker for the length of a block (a test session); yields the bootstrap.
+
+    Starts it if needed. On exit it is stopped only when a borrower started it
+    and no other live process still borrows it, so parallel test sessions share
+    one broker safely and a broker started with ``start`` is never stopped here.
+    """
+    lease = _borrowers(config) / str(os.getpid())
+    with _home_lock(config):
+        if _start_locked(config):
+            _auto_stop_marker(config).write_text("started by a test session\n")
+        lease.parent.mkdir(parents=True, exist_ok=True)
+        lease.touch()
+    try:
+        yield config.bootstrap
+    finally:
+        with _home_lock(config):
+            lease.unlink(missing_ok=True)
+            marker = _auto_stop_marker(config)
+            if marker.exists() and not _live_borrowers(config):
+                running = _broker_process(config)
+                if running is not None:
+                    _terminate(config, running.pid)
+                marker.unlink(missing_ok=True)
 
 
 def stop(config: LocalBrokerConfig) -> bool:
     """Stop this home's broker. Returns False when it was not running (stop is idempotent)."""
     with _home_lock(config):
+        _auto_stop_marker(config).unlink(missing_ok=True)
         running = _broker_process(config)
         if running is None:
             config.pid_file.unlink(missing_ok=True)
@@ -635,6 +702,7 @@ __all__ = [
     "LocalBrokerConfig",
     "answers",
     "answers_at",
+    "borrowed",
     "decode_metadata_brokers",
     "encode_metadata_request",
     "fetch_jars",
