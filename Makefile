@@ -1,0 +1,70 @@
+# One-command entry points. On a fresh machine with Python 3.11+, Java 17+ and
+# Maven, `make test` and `make demo` do all the set-up themselves: the venv,
+# the editable install with dev tools, and the Kafka broker jars.
+#
+#   make test    lint, type-check, layer check, then the whole pytest suite
+#                (the kafka tests start the local broker themselves)
+#   make demo    the end-to-end demo (`kubedelta demo`; until it exists: the broker)
+#   make kafka   start the local broker (127.0.0.1:9092) and show its status
+#   make lint    ruff, ruff format --check, mypy --strict, import-linter
+#
+# Settings: PYTHON (interpreter that creates .venv), PYTEST_ARGS, and the
+# broker's KUBEDELTA_HOME / KUBEDELTA_KAFKA_PORT (see README.md).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: test lint pytest demo kafka kafka-stop kafka-status jars install clean-kafka
+
+test: lint jars
+	$(BIN)/pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+
+# Just the test suite, for iterating (no lint).
+pytest: install jars
+	$(BIN)/pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+install: $(STAMP)
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kubedelta needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstalled only when pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Kafka broker jars from Maven Central (skipped when cached for this pom).
+jars: install
+	$(BIN)/kubedelta kafka fetch
+
+kafka: jars
+	$(BIN)/kubedelta kafka start
+	$(BIN)/kubedelta kafka status
+
+kafka-stop: install
+	$(BIN)/kubedelta kafka stop
+
+kafka-status: install
+	$(BIN)/kubedelta kafka status
+
+demo: jars
+	@if $(BIN)/kubedelta demo --help >/dev/null 2>&1; then \
+		$(BIN)/kubedelta demo; \
+	else \
+		$(BIN)/kubedelta kafka start && $(BIN)/kubedelta kafka status; \
+	fi
+
+# Stop the broker and delete its topics (jars stay cached).
+clean-kafka: install
+	$(BIN)/kubedelta kafka reset --yes
