@@ -19,8 +19,8 @@ KEY_SEPARATOR = "\x00"
 CONTROL_KEY_PREFIX = b"\xff"
 DIGEST_KEY = CONTROL_KEY_PREFIX + b"digest"
 
-_CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+_CLUSTER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_TOPIC_PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 DEFAULT_TOPIC_PREFIX = "kubedelta.cluster"
 DEAD_LETTER_TOPIC = "kubedelta.deadletter"
@@ -48,11 +48,12 @@ class ResourceKey:
 
 def identity_bytes(group: str, kind: str, namespace: str, name: str) -> bytes:
     """NUL-joined UTF-8; NUL never occurs in Kubernetes names, so the join is reversible."""
-    _check_parts(group, kind, namespace, name)
+    check_key_parts(group, kind, namespace, name)
     return _utf8(f"{group}\x00{kind}\x00{namespace}\x00{name}")
 
 
-def _check_parts(*parts: str) -> None:
+def check_key_parts(*parts: str) -> None:
+    """Keys join their parts with NUL, so no part may contain one."""
     for part in parts:
         if KEY_SEPARATOR in part:
             raise DeltaFormatError(f"key part {part!r} contains a NUL character")
@@ -78,13 +79,17 @@ def parse_identity(raw: bytes) -> tuple[str, str, str, str]:
 
 def relist_key(group: str, kind: str) -> bytes:
     """Kafka key of a relist marker: one per (group, kind), compacted to the latest."""
-    _check_parts(group, kind)
+    check_key_parts(group, kind)
     return CONTROL_KEY_PREFIX + _utf8(f"relist\x00{group}\x00{kind}")
+
+
+def is_cluster_name(cluster: str) -> bool:
+    return _CLUSTER_NAME.fullmatch(cluster) is not None  # fullmatch: "$" would allow "a\n"
 
 
 def validate_cluster_name(cluster: str) -> str:
     """Cluster names are DNS labels: they become topic names and ACL resources."""
-    if not _CLUSTER_NAME.match(cluster):
+    if not is_cluster_name(cluster):
         raise DeltaFormatError(
             f"cluster name {cluster!r} must be a DNS label: lowercase letters, digits and '-',"
             " 1-63 characters, starting and ending with a letter or digit"
@@ -94,7 +99,7 @@ def validate_cluster_name(cluster: str) -> str:
 
 def topic_for(cluster: str, prefix: str = DEFAULT_TOPIC_PREFIX) -> str:
     """One topic per cluster, so Kafka ACLs (per topic) can confine a cluster's credentials."""
-    if not _TOPIC_PREFIX.match(prefix):
+    if not _TOPIC_PREFIX.fullmatch(prefix):
         raise DeltaFormatError(f"topic prefix {prefix!r} is not a valid Kafka topic prefix")
     return f"{prefix}.{validate_cluster_name(cluster)}"
 

@@ -28,7 +28,14 @@ from deltas import (
     encode,
     encode_object,
 )
-from deltas.codec import HEADER_FIELDS, MAGIC, PREFIX, PREFIX_SIZE
+from deltas.codec import (
+    HEADER_FIELDS,
+    MAGIC,
+    PREFIX,
+    PREFIX_SIZE,
+    _checked_header,
+    _header_from_fields,
+)
 
 # Large bodies make single examples slow (copies of 4 MiB): no per-example deadline.
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -194,6 +201,23 @@ def test_one_hostile_field_in_a_valid_header(index: int, value: Any) -> None:
     fields = fields_of(SAMPLE_BYTES)
     fields[index] = value
     decode_or_format_error(record_of(fields, SAMPLE.body))
+
+
+def outcome(build: Any, fields: list[Any], size: int) -> object:
+    try:
+        return build(fields, 0, size, DEFAULT_MAX_BODY)
+    except DeltaFormatError as exc:
+        return str(exc)
+
+
+@FUZZ
+@given(st.integers(0, len(HEADER_FIELDS) - 1), MSGPACK_VALUES, st.booleans())
+def test_fast_and_reference_header_validation_agree(index: int, value: Any, upsert: bool) -> None:
+    fields = fields_of(encode(SAMPLE if upsert else RELIST))
+    fields[index] = value
+    body_length = fields[HEADER_FIELDS.index("body_length")]
+    size = body_length if type(body_length) is int and 0 <= body_length < 2**20 else 0
+    assert outcome(_header_from_fields, fields, size) == outcome(_checked_header, fields, size)
 
 
 @FUZZ
@@ -431,7 +455,9 @@ def test_nul_in_a_relisted_kind(part: str) -> None:
         encode(delta)
 
 
-@pytest.mark.parametrize("cluster", ["", "Prod", "prod_eu", "-a", "a-", "a.b", "x" * 64, "ü"])
+@pytest.mark.parametrize(
+    "cluster", ["", "Prod", "prod_eu", "-a", "a-", "a.b", "x" * 64, "ü", "c1\n"]
+)
 def test_invalid_cluster_names(cluster: str) -> None:
     with pytest.raises(DeltaFormatError, match="must be a DNS label"):
         encode(Delta(op=Op.DELETE, cluster=cluster, key=POD_KEY))
@@ -440,9 +466,13 @@ def test_invalid_cluster_names(cluster: str) -> None:
 
 
 def test_lone_surrogates_cannot_be_encoded() -> None:
-    with pytest.raises(DeltaFormatError, match="not encodable as UTF-8"):
+    with pytest.raises(
+        DeltaFormatError, match=r"cannot encode delta header: .*surrogates not allowed"
+    ):
         encode(Delta(op=Op.DELETE, cluster="c1", key=ResourceKey("", "v1", "Pod", "ns", "a\ud800")))
-    with pytest.raises(DeltaFormatError, match="cannot encode delta header"):
+    with pytest.raises(
+        DeltaFormatError, match=r"cannot encode delta header: .*surrogates not allowed"
+    ):
         encode(Delta(op=Op.DELETE, cluster="c1", key=POD_KEY, uid="\udfff"))
 
 

@@ -24,7 +24,20 @@ from deltas.keys import CONTROL_KEY_PREFIX, DIGEST_KEY, relist_key, validate_clu
 
 CLUSTERS = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
 VALID_CLUSTERS = ["a", "0", "prod", "prod-eu-1", "a" * 63, "1-2", "x--y"]
-INVALID_CLUSTERS = ["", "Prod", "prod_eu", "-a", "a-", "a.b", "a" * 64, "ü", "a b", "a\x00"]
+INVALID_CLUSTERS = [
+    "",
+    "Prod",
+    "prod_eu",
+    "-a",
+    "a-",
+    "a.b",
+    "a" * 64,
+    "ü",
+    "a b",
+    "a\x00",
+    "a\n",
+    "\na",
+]
 
 
 @settings(max_examples=200)
@@ -122,7 +135,7 @@ def test_custom_prefix() -> None:
     assert not re.match(pattern, "kubedelta.cluster.a1")
 
 
-@pytest.mark.parametrize("prefix", ["", ".", "a..b", "a.", ".a", "a b", "a/b", "ü"])
+@pytest.mark.parametrize("prefix", ["", ".", "a..b", "a.", ".a", "a b", "a/b", "ü", "a\n"])
 def test_invalid_topic_prefix(prefix: str) -> None:
     with pytest.raises(DeltaFormatError, match="is not a valid Kafka topic prefix"):
         topic_for("c1", prefix=prefix)
