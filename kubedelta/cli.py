@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from kubedelta import cmd_kafka
+from kubedelta import cmd_bench, cmd_kafka
 
 
 @click.group()
@@ -18,3 +18,4 @@ def main() -> None:
 
 
 main.add_command(cmd_kafka.kafka)
+main.add_command(cmd_bench.bench)
