@@ -1,0 +1,343 @@
+"""One cluster's producer: topic, read-back, discovery, a reflector per kind,
+digests, readiness and a clean stop. ``run_producers`` runs one or many
+(multiplexed mode for simulated clusters) over one shared Kafka producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from deltas import topic_for
+from deltas.errors import KubedeltaError
+from plumbing.backoff import Backoff
+from plumbing.errors import KafkaUnavailableError
+from plumbing.kafka import TopicSpec, ensure_topics
+from producers.apiclient import KubeApi
+from producers.config import ProducerConfig
+from producers.discovery import Discovery, discover
+from producers.emitter import KindEmitter
+from producers.kinds import GroupKind, KindRef, NamespaceFilter, select_kinds
+from producers.ledger import Ledger
+from producers.metrics import ProducerMetrics
+from producers.records import OutRecord, RecordFactory, new_session_id
+from producers.reflector import Reflector
+from producers.restore import RestoreStats, read_topic
+from producers.sink import KafkaSink, KafkaTransport
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+AckHook = Callable[[list[OutRecord], float], None]
+
+
+class ClusterProducer:
+    def __init__(
+        self,
+        config: ProducerConfig,
+        transport: KafkaTransport,
+        metrics: ProducerMetrics,
+        on_ack: AckHook | None = None,
+    ) -> None:
+        self.config = config
+        self.cluster = config.cluster
+        self.topic = topic_for(config.cluster, config.topic.prefix)
+        self.session = new_session_id()
+        self._transport = transport
+        self._metrics = metrics
+        self._on_ack = on_ack
+        self._stop = asyncio.Event()
+        self._rng = random.Random()
+        self._reflectors: dict[GroupKind, Reflector] = {}
+        self._tasks: dict[GroupKind, asyncio.Task[None]] = {}
+        self._list_gate = asyncio.Semaphore(config.watch.list_concurrency)
+        self._namespaces = NamespaceFilter.of(config.filters)
+        self._sync_target = 0  #: highest RELIST_END seq of the kinds' first lists
+        self._discovered = False
+        self._ready = False
+        self.ledger: Ledger | None = None
+        self.sink: KafkaSink | None = None
+        self.factory: RecordFactory | None = None
+        self.api: KubeApi | None = None
+        self.restore_stats = RestoreStats()
+        self.started_at = 0.0  #: monotonic time the first LIST began
+        self.ready_at = 0.0  #: monotonic time readiness was first reached
+
+    # -- state -----------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        """Initial sync of every kind done and acknowledged by Kafka (latched)."""
+        if self._ready:
+            return True
+        if not self._discovered or self.sink is None:
+            return False
+        if any(r.synced_seq is None for r in self._reflectors.values()):
+            return False
+        if self.sink.acked_through() < self._sync_target:
+            return False
+        self._ready = True
+        self.ready_at = time.monotonic()
+        return True
+
+    def watched_kinds(self) -> list[KindRef]:
+        return [r.ref for r in self._reflectors.values()]
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # -- run -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until ``request_stop``; then stop the watches and flush to Kafka."""
+        try:
+            partitions = await self._retry("preparing the topic", self._prepare_topic)
+            if partitions is None:
+                return
+            ledger = self.ledger = Ledger(partitions)
+            if self.config.restore_from_topic:
+                stats = await self._retry(
+                    "reading back the topic",
+                    lambda: read_topic(self.config.kafka, self.topic, ledger),
+                )
+                if stats is None:
+                    return
+                self.restore_stats = stats
+                self._metrics.restored_objects.labels(self.cluster).set(len(ledger))
+            self.factory = RecordFactory(self.cluster, partitions, self.session)
+            self.sink = KafkaSink(
+                self.cluster,
+                self.topic,
+                partitions,
+                self._transport,
+                self.config.sink,
+                self._metrics,
+                self._on_ack,
+            )
+            self.sink.start()
+            self.api = await KubeApi.connect(self.config.api)
+            self.started_at = time.monotonic()
+            loops = [
+                asyncio.create_task(self._discovery_loop(), name=f"discovery-{self.cluster}"),
+                asyncio.create_task(self._digest_loop(), name=f"digests-{self.cluster}"),
+            ]
+            try:
+                await self._stop.wait()
+            finally:
+                for task in loops:
+                    task.cancel()
+                await asyncio.gather(*loops, return_exceptions=True)
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        for gk in list(self._tasks):
+            await self._stop_reflector(gk)
+        if self.sink is not None:
+            if not await self.sink.drain(self.config.sink.flush_timeout_s):
+                log.error(
+                    "%s: %d records not acknowledged by Kafka at exit",
+                    self.cluster,
+                    self.sink.pending,
+                )
+            await self.sink.stop()
+        if self.api is not None:
+            await self.api.close()
+
+    async def _retry(self, what: str, step: Callable[[], Awaitable[T]]) -> T | None:
+        """Retry ``step`` with backoff until it succeeds or stop is requested."""
+        backoff = Backoff()
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                return await step()
+            except KubedeltaError as exc:
+                if not exc.retriable:
+                    raise
+                delay = backoff.delay(attempt, self._rng)
+                attempt += 1
+                log.warning(
+                    "%s: %s failed (%s); retrying in %.1f s", self.cluster, what, exc, delay
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+        return None
+
+    async def _prepare_topic(self) -> int:
+        t = self.config.topic
+        await ensure_topics(
+            self.config.kafka,
+            [TopicSpec(self.topic, t.partitions, t.replication, t.configs())],
+        )
+        return await self._transport.partitions_for(self.topic)
+
+    # -- discovery -------------------------------------------------------------------
+
+    async def _discovery_loop(self) -> None:
+        assert self.api is not None
+        attempt = 0
+        backoff = self.config.watch.backoff
+        while True:
+            try:
+                found = await discover(self.api, self.config.watch.request_timeout_s)
+            except KubedeltaError as exc:
+                delay = backoff.delay(attempt, self._rng)
+                attempt += 1
+                log.warning(
+                    "%s: discovery failed (%s); retrying in %.1f s", self.cluster, exc, delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            await self.reconcile(found)
+            await asyncio.sleep(self.config.watch.discovery_interval_s)
+
+    async def reconcile(self, found: Discovery) -> None:
+        """Start watches for new kinds, stop (and tombstone) removed ones."""
+        wanted = {ref.group_kind: ref for ref in select_kinds(found.kinds, self.config.filters)}
+        for gk in list(self._reflectors):
+            ref = wanted.get(gk)
+            if ref is None and gk[0] not in found.failed_groups:
+                log.info("%s: kind %s/%s is gone; deleting its objects", self.cluster, *gk)
+                await self._stop_reflector(gk, forget=True)
+            elif ref is not None and ref != self._reflectors[gk].ref:
+                await self._stop_reflector(gk)  # preferred version changed: restart
+        assert self.ledger is not None
+        for gk in self.ledger.kinds():
+            if gk not in wanted and gk not in self._reflectors and gk[0] not in found.failed_groups:
+                self._forget_unwatched(gk)
+        for gk, ref in wanted.items():
+            if gk not in self._reflectors:
+                self._start_reflector(ref)
+        self._metrics.kinds_watched.labels(self.cluster).set(len(self._reflectors))
+        self._discovered = True
+
+    def _emitter(self, ref: KindRef) -> KindEmitter:
+        assert self.ledger is not None and self.factory is not None and self.sink is not None
+        return KindEmitter(
+            ref,
+            self.ledger.kind(ref.group_kind),
+            self.factory,
+            self.sink,
+            self.config.strip,
+            self._namespaces,
+            self._metrics.for_kind(self.cluster, ref.label),
+        )
+
+    def _start_reflector(self, ref: KindRef) -> None:
+        assert self.api is not None and self.sink is not None
+        reflector = Reflector(
+            self.cluster,
+            self.api,
+            self._emitter(ref),
+            self.sink,
+            self.config.watch,
+            self._metrics,
+            self._list_gate,
+            self.config.filters.label_selector,
+            on_synced=self._synced,
+            rng=self._rng,
+        )
+        self._reflectors[ref.group_kind] = reflector
+        self._tasks[ref.group_kind] = asyncio.create_task(
+            self._guard(reflector), name=f"reflector-{self.cluster}-{ref.label}"
+        )
+
+    async def _guard(self, reflector: Reflector) -> None:
+        try:
+            await reflector.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: reflector %s died", self.cluster, reflector.ref.label)
+            raise
+
+    def _synced(self, reflector: Reflector, end_seq: int) -> None:
+        self._sync_target = max(self._sync_target, end_seq)
+        if not self._ready and all(r.synced_seq is not None for r in self._reflectors.values()):
+            self.send_digests()  # consumers can verify right after the initial sync
+
+    async def _stop_reflector(self, gk: GroupKind, forget: bool = False) -> None:
+        task = self._tasks.pop(gk, None)
+        reflector = self._reflectors.pop(gk, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if forget and reflector is not None and self.ledger is not None:
+            reflector.emitter.forget_all()
+            self.ledger.drop_kind(gk)
+
+    def _forget_unwatched(self, gk: GroupKind) -> None:
+        """Objects the topic holds for a kind we no longer stream (removed CRD, or a
+        kind now excluded by configuration): delete them so the topic matches."""
+        assert self.ledger is not None
+        ledger = self.ledger.kind(gk)
+        version = ledger.version or "v1"
+        ref = KindRef(gk[0], version, gk[1], gk[1].lower(), True)
+        self._emitter(ref).forget_all()
+        self.ledger.drop_kind(gk)
+
+    # -- digests ---------------------------------------------------------------------
+
+    def send_digests(self) -> None:
+        """One DIGEST per partition describing every record handed over before it."""
+        assert self.ledger is not None and self.factory is not None and self.sink is not None
+        for partition, digest in enumerate(self.ledger.digests):
+            self.sink.submit(self.factory.digest(partition, digest.count, digest.hash))
+
+    async def _digest_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.digest_interval_s)
+            if self._discovered:
+                self.send_digests()
+
+
+async def run_producers(
+    configs: Sequence[ProducerConfig],
+    metrics: ProducerMetrics,
+    stop: asyncio.Event,
+    on_ack: AckHook | None = None,
+    started: Callable[[list[ClusterProducer]], None] | None = None,
+) -> list[ClusterProducer]:
+    """Run one producer per config over one shared Kafka producer until ``stop`` is set;
+    then each stops its watches and flushes. Returns the producers (for their stats)."""
+    if not configs:
+        return []
+    first = configs[0]
+    transport = KafkaTransport(first.kafka, first.sink)
+    backoff = Backoff()
+    attempt = 0
+    while True:
+        try:
+            await transport.start()
+            break
+        except KafkaUnavailableError as exc:
+            delay = backoff.delay(attempt)
+            attempt += 1
+            log.warning("Kafka not reachable (%s); retrying in %.1f s", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return []
+    producers = [ClusterProducer(c, transport, metrics, on_ack) for c in configs]
+    if started is not None:
+        started(producers)
+    tasks = [asyncio.create_task(p.run(), name=f"producer-{p.cluster}") for p in producers]
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        # A producer only returns early by failing: then stop them all and re-raise.
+        await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        for p in producers:
+            p.request_stop()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await transport.stop()
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
+    return producers

@@ -1,0 +1,183 @@
+"""One kind's list+watch loop with client-go reflector semantics.
+
+Structure (as kopf's watching): ``run`` is a trivial retry loop; ``relist`` and
+``watch_once`` are single passes that tests can drive; ``KubeApi`` does the I/O.
+
+- LIST is paginated (limit/continue); the list's resourceVersion starts the WATCH.
+- WATCH asks for bookmarks, which advance the resume point, and a randomized
+  ``timeoutSeconds``; a normal end re-watches from the last resourceVersion.
+- 410 Gone (HTTP or ERROR event): relist at once. The ledger turns the relist into
+  UPSERTs for changed objects and DELETEs for vanished ones.
+- 429: back off (at least Retry-After), resume the watch: no relist.
+- 5xx, broken or silent connections: back off (jittered, capped at 30 s), resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from deltas.errors import KubedeltaError
+from producers.apiclient import KubeApi, WatchIdleError, error_of_event
+from producers.config import WatchConfig
+from producers.emitter import KindEmitter
+from producers.errors import ApiThrottledError, ResourceGoneError
+from producers.metrics import ProducerMetrics
+from producers.sink import KafkaSink
+from producers.strip import resource_version_of
+
+log = logging.getLogger(__name__)
+
+
+class Reflector:
+    def __init__(
+        self,
+        cluster: str,
+        api: KubeApi,
+        emitter: KindEmitter,
+        sink: KafkaSink,
+        config: WatchConfig,
+        metrics: ProducerMetrics,
+        list_gate: asyncio.Semaphore,
+        label_selector: str = "",
+        on_synced: Callable[[Reflector, int], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ref = emitter.ref
+        self._api = api
+        self._emitter = emitter
+        self._sink = sink
+        self._config = config
+        self._gate = list_gate
+        self._selector = label_selector
+        self._on_synced = on_synced
+        self._rng = rng or random.Random()
+        label = self.ref.label
+        self._m_relists = {
+            r: metrics.relists.labels(cluster, label, r) for r in ("initial", "gone", "retry")
+        }
+        self._m_restarts = {
+            r: metrics.watch_restarts.labels(cluster, label, r)
+            for r in ("timeout", "idle", "error", "throttled", "gone")
+        }
+        #: Where the next WATCH resumes; None means a (re)list is needed first.
+        self.resume_rv: str | None = None
+        #: seq of the RELIST_END of the first completed list (None until then).
+        self.synced_seq: int | None = None
+        self.lists_done = 0
+
+    @property
+    def emitter(self) -> KindEmitter:
+        return self._emitter
+
+    # -- the retry loop --------------------------------------------------------------
+
+    async def run(self) -> None:
+        attempt = 0
+        reason = "initial"
+        while True:
+            try:
+                if self.resume_rv is None:
+                    await self.relist(reason)
+                    attempt = 0
+                await self.watch_once()
+                self._m_restarts["timeout"].inc()
+                attempt = 0
+            except ResourceGoneError:
+                self._m_restarts["gone"].inc()
+                self.resume_rv = None
+                reason = "gone"
+            except WatchIdleError:
+                self._m_restarts["idle"].inc()
+            except ApiThrottledError as exc:
+                self._m_restarts["throttled"].inc()
+                delay = max(self._config.backoff.delay(attempt, self._rng), exc.retry_after_s)
+                attempt += 1
+                log.info("%s: throttled, retrying in %.1f s", self.ref.label, delay)
+                await asyncio.sleep(delay)
+            except KubedeltaError as exc:
+                if not exc.retriable:
+                    raise
+                self._m_restarts["error"].inc()
+                if self.resume_rv is None and reason == "initial" and self.lists_done:
+                    reason = "retry"
+                delay = self._config.backoff.delay(attempt, self._rng)
+                attempt += 1
+                log.warning("%s: %s; retrying in %.1f s", self.ref.label, exc, delay)
+                await asyncio.sleep(delay)
+
+    # -- single passes ---------------------------------------------------------------
+
+    def _path_params(self) -> dict[str, str]:
+        return {"labelSelector": self._selector} if self._selector else {}
+
+    async def relist(self, reason: str = "initial") -> None:
+        """One complete paginated LIST, diffed against the ledger."""
+        api, emitter, sink = self._api, self._emitter, self._sink
+        path = self.ref.collection_path()
+        async with self._gate:
+            self._m_relists.get(reason, self._m_relists["retry"]).inc()
+            emitter.begin_relist()
+            token = ""
+            while True:
+                params = {"limit": str(self._config.page_size), **self._path_params()}
+                if token:
+                    params["continue"] = token
+                raw = await api.get_bytes(path, params, self._config.request_timeout_s)
+                observed = time.monotonic()
+                doc = orjson.loads(raw)
+                del raw
+                for item in doc.get("items") or ():
+                    if not sink.has_room():
+                        await sink.wait_for_room()
+                    emitter.listed(item, observed)
+                meta = doc.get("metadata") or {}
+                token = str(meta.get("continue") or "")
+                rv = str(meta.get("resourceVersion") or "")
+                del doc
+                if not token:
+                    break
+            end_seq = emitter.end_relist()
+        self.resume_rv = rv
+        self.lists_done += 1
+        if self.synced_seq is None:
+            self.synced_seq = end_seq
+            if self._on_synced is not None:
+                self._on_synced(self, end_seq)
+
+    async def watch_once(self) -> None:
+        """One WATCH from ``resume_rv`` until the server ends it (returns) or it fails."""
+        assert self.resume_rv is not None
+        config = self._config
+        timeout = self._rng.uniform(config.watch_timeout_min_s, config.watch_timeout_max_s)
+        params = {
+            **self._path_params(),
+            "allowWatchBookmarks": "true",
+            "resourceVersion": self.resume_rv,
+            "timeoutSeconds": str(max(1, round(timeout))),
+        }
+        sink, emitter = self._sink, self._emitter
+        async for line in self._api.watch_lines(
+            self.ref.collection_path(), params, config.idle_timeout_s, config.request_timeout_s
+        ):
+            observed = time.monotonic()
+            event: dict[str, Any] = orjson.loads(line)
+            kind = event.get("type")
+            obj = event.get("object")
+            if not isinstance(obj, dict):
+                continue
+            if kind == "ERROR":
+                raise error_of_event(obj)
+            rv = resource_version_of(obj)
+            if kind != "BOOKMARK":
+                if not sink.has_room():
+                    await sink.wait_for_room()
+                emitter.event(str(kind), obj, observed)
+            if rv:
+                self.resume_rv = rv

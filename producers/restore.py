@@ -1,0 +1,138 @@
+"""Read the cluster's topic back at start, so the first relist after a restart sends
+only what differs from what the topic already holds.
+
+For each key the last record wins: an UPSERT gives (fingerprint, resourceVersion),
+a DELETE or a tombstone removes the key, control records are skipped. The
+fingerprint travels in the ``kd-fp`` Kafka record header; records without it
+(older writers) have their body hashed instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from deltas import Op, decode_header
+from deltas.errors import DeltaFormatError
+from deltas.keys import CONTROL_KEY_PREFIX
+from plumbing.errors import KafkaUnavailableError
+from plumbing.kafka import MAX_RECORD_BYTES, KafkaConnection
+from producers.ledger import KindLedger, Ledger
+from producers.records import FINGERPRINT_HEADER
+from producers.strip import fingerprint_of_body
+
+log = logging.getLogger(__name__)
+
+_CONTROL = CONTROL_KEY_PREFIX[0]
+
+
+@dataclass(slots=True)
+class RestoreStats:
+    records: int = 0  #: records read
+    upserts: int = 0
+    deletes: int = 0  #: DELETE records and tombstones
+    bad: int = 0  #: records that are not valid deltas (skipped, logged)
+    hashed: int = 0  #: upserts without the fingerprint header (body hashed)
+
+
+class TopicState:
+    """Applies records, oldest first, to a ledger: afterwards it holds the topic's
+    latest state (and matching per-partition digests). Pure."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.stats = RestoreStats()
+        self._kinds: dict[bytes, KindLedger] = {}
+
+    def _kind_of(self, key: bytes) -> KindLedger:
+        group, kind, _ = key.split(b"\x00", 2)
+        prefix = group + b"\x00" + kind
+        ledger = self._kinds.get(prefix)
+        if ledger is None:
+            ledger = self._kinds[prefix] = self.ledger.kind((group.decode(), kind.decode()))
+        return ledger
+
+    def apply(
+        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        self.stats.records += 1
+        if not key or key[0] == _CONTROL or key.count(b"\x00") != 3:
+            return
+        if value is None:
+            self._kind_of(key).record_delete(key)
+            self.stats.deletes += 1
+            return
+        try:
+            header = decode_header(value)
+        except DeltaFormatError as exc:
+            self.stats.bad += 1
+            log.warning("skipping a record that is not a delta (key %r): %s", key[:200], exc)
+            return
+        if header.op is Op.DELETE:
+            self._kind_of(key).record_delete(key)
+            self.stats.deletes += 1
+            return
+        if header.op is not Op.UPSERT:
+            return
+        fp = next((v for k, v in headers if k == FINGERPRINT_HEADER), None)
+        if fp is None:
+            try:
+                fp = fingerprint_of_body(value[header.body_offset :])
+            except ValueError:
+                self.stats.bad += 1
+                return
+            self.stats.hashed += 1
+        self.stats.upserts += 1
+        kind = self._kind_of(key)
+        kind.record_upsert(key, bytes(fp), header.resource_version)
+        kind.version = header.key.version
+
+
+async def read_topic(connection: KafkaConnection, topic: str, ledger: Ledger) -> RestoreStats:
+    """Consume every partition from its start to the end offset seen at call time
+    into ``ledger``."""
+    state = TopicState(ledger)
+    partitions = ledger.partitions
+    consumer = AIOKafkaConsumer(
+        **connection.client_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=MAX_RECORD_BYTES,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_poll_records=10_000,
+        isolation_level="read_uncommitted",
+    )
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        await consumer.stop()
+        raise KafkaUnavailableError(f"cannot read back {topic}: {exc!r}") from exc
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        for tp in tps:
+            if tp in remaining and await consumer.position(tp) >= ends[tp]:
+                remaining.discard(tp)
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, messages in batches.items():
+                for message in messages:
+                    if message.offset < ends[tp]:
+                        state.apply(message.key, message.value, list(message.headers))
+                if messages and messages[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"reading back {topic} failed: {exc!r}") from exc
+    finally:
+        await consumer.stop()
+    return state.stats

@@ -1,0 +1,136 @@
+"""Turn a served Kubernetes object into what is sent: noise and Secret data removed,
+a content fingerprint, and the body bytes. Pure code.
+
+The fingerprint ignores ``metadata.resourceVersion``: an update that changes only
+the resourceVersion, or only stripped fields, has the same fingerprint and is not
+sent. Bodies are JSON with sorted keys, so equal objects give equal bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final
+
+import orjson
+
+from producers.config import StripConfig
+
+LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
+#: Old-style leader election record on Endpoints/ConfigMaps, rewritten every ~2 s.
+LEADER_ANNOTATION: Final = "control-plane.alpha.kubernetes.io/leader"
+SECRET_KEYS_ANNOTATION: Final = "kubedelta.io/data-keys"
+SECRET_HASH_ANNOTATION: Final = "kubedelta.io/data-hash"
+FINGERPRINT_SIZE: Final = 8
+
+_SORT: Final = orjson.OPT_SORT_KEYS
+
+
+def strip_object(
+    obj: dict[str, Any],
+    *,
+    group: str,
+    version: str,
+    kind: str,
+    config: StripConfig,
+) -> dict[str, Any]:
+    """Remove noise and secrets from ``obj`` in place and return it.
+
+    ``apiVersion``/``kind`` are set from the kind being watched: LIST items of
+    built-in kinds omit them while WATCH events carry them, and the fingerprint
+    of the same object must not depend on which one delivered it.
+    """
+    obj["apiVersion"] = f"{group}/{version}" if group else version
+    obj["kind"] = kind
+    meta = obj.get("metadata")
+    is_secret = group == "" and kind == "Secret"
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict) and annotations:
+            if is_secret or not config.keep_last_applied:
+                annotations.pop(LAST_APPLIED, None)
+            annotations.pop(LEADER_ANNOTATION, None)
+            if not annotations:
+                del meta["annotations"]
+    if is_secret:
+        redact_secret(obj, config.secret_hash_key)
+    elif group == "" and kind == "Node" and config.strip_node_heartbeats:
+        _strip_node_heartbeats(obj)
+    return obj
+
+
+def redact_secret(obj: dict[str, Any], hash_key: bytes) -> None:
+    """Replace ``data``/``stringData`` by their key names and a keyed content hash,
+    both as annotations so the object stays a valid Secret."""
+    data = obj.pop("data", None) or {}
+    string_data = obj.pop("stringData", None) or {}
+    if not isinstance(data, dict):
+        data = {}
+    if not isinstance(string_data, dict):
+        string_data = {}
+    names = sorted(set(data) | set(string_data))
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = obj["metadata"] = {}
+    annotations = meta.get("annotations")
+    if not isinstance(annotations, dict):
+        annotations = meta["annotations"] = {}
+    annotations[SECRET_KEYS_ANNOTATION] = ",".join(names)
+    annotations[SECRET_HASH_ANNOTATION] = secret_content_hash(data, string_data, hash_key)
+
+
+def secret_content_hash(data: dict[str, Any], string_data: dict[str, Any], hash_key: bytes) -> str:
+    """Keyed BLAKE2b-128 over the sorted (name, value) pairs: changes when any value does."""
+    h = hashlib.blake2b(digest_size=16, key=hash_key[:64], person=b"kubedelta-secret")
+    for prefix, values in ((b"d", data), (b"s", string_data)):
+        for name in sorted(values):
+            h.update(prefix + str(name).encode() + b"\x00" + str(values[name]).encode() + b"\x00")
+    return h.hexdigest()
+
+
+def _strip_node_heartbeats(obj: dict[str, Any]) -> None:
+    status = obj.get("status")
+    if not isinstance(status, dict):
+        return
+    for condition in status.get("conditions") or ():
+        if isinstance(condition, dict):
+            condition.pop("lastHeartbeatTime", None)
+
+
+def resource_version_of(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        rv = meta.get("resourceVersion")
+        if isinstance(rv, str):
+            return rv
+    return ""
+
+
+def fingerprint(obj: dict[str, Any]) -> bytes:
+    """8-byte BLAKE2b of the sorted-key JSON of ``obj`` without its resourceVersion.
+
+    The object is restored afterwards (the resourceVersion is popped and put back).
+    """
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "resourceVersion" in meta:
+        rv = meta.pop("resourceVersion")
+        try:
+            payload = orjson.dumps(obj, option=_SORT)
+        finally:
+            meta["resourceVersion"] = rv
+    else:
+        payload = orjson.dumps(obj, option=_SORT)
+    return hashlib.blake2b(payload, digest_size=FINGERPRINT_SIZE).digest()
+
+
+def body_of(obj: dict[str, Any]) -> bytes:
+    """The body bytes sent: sorted-key JSON (``BodyEncoding.JSON``), stored as-is downstream."""
+    return orjson.dumps(obj, option=_SORT)
+
+
+def fingerprint_of_body(body: bytes) -> bytes:
+    """The fingerprint of a body read back from the topic (same value as at send time)."""
+    obj = orjson.loads(body)
+    if not isinstance(obj, dict):
+        raise ValueError("body is not a JSON object")
+    return fingerprint(obj)
