@@ -38,7 +38,7 @@ from deltas.index_fields import app_of, labels_of, owners_of
 
 @dataclass(frozen=True, slots=True)
 class CodecBenchConfig:
-    records: int = 20_000  #: Pods per pass; enough for stable rates in a few seconds
+    records: int = 10_000  #: Pods per pass; enough for stable rates, whole run ~5 s
     batch_size: int = 500  #: records per compressed batch, about one Kafka producer batch
     repeats: int = 3  #: passes per rate; the best is reported
     seed: int = 1  #: makes the generated Pods (and so the sizes) reproducible
