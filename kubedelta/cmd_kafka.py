@@ -44,7 +44,7 @@ def start() -> None:
     config = _config()
     began = time.monotonic()
     try:
-        bootstrap = broker.start(config)
+        bootstrap = broker.start(config, pin=True)
     except broker.BrokerError as exc:
         raise click.ClickException(str(exc)) from exc
     # Human note on stderr; stdout is just the address, for `$(kubedelta kafka start)`.

@@ -576,17 +576,18 @@ def _terminate(config: LocalBrokerConfig, pid: int) -> None:
 # ---------------------------------------------------------------- public API
 
 
-def start(config: LocalBrokerConfig) -> str:
+def start(config: LocalBrokerConfig, *, pin: bool = False) -> str:
     """Start the broker unless it already runs; return its bootstrap address.
 
     Fetches the jars and formats the storage on first use. Raises BrokerError
     (java/maven missing, port taken, early exit) or BrokerStartTimeoutError.
-    A broker started here keeps running until ``stop``, even if a test session
-    had started it (see :func:`borrowed`).
+    ``pin`` (what the CLI does) keeps a broker that a test session started
+    running after that session ends (see :func:`borrowed`).
     """
     with _home_lock(config):
         _start_locked(config)
-        _auto_stop_marker(config).unlink(missing_ok=True)
+        if pin:
+            _auto_stop_marker(config).unlink(missing_ok=True)
         return config.bootstrap
 
 

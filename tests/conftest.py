@@ -19,6 +19,8 @@ import pytest
 
 from plumbing import broker
 
+pytest_plugins = ["pytester"]  # tests/test_ci_rule.py runs inner pytest sessions
+
 _KAFKA_EXECUTED = pytest.StashKey[int]()
 _KAFKA_REQUIRED = pytest.StashKey[bool]()
 

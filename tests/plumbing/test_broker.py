@@ -196,6 +196,15 @@ def test_borrowing_stops_only_what_it_started(second_home: LocalBrokerConfig) ->
     with broker.borrowed(config):
         pass
     assert broker.status(config).running  # started by `start`: left running
+    broker.stop(config)
+
+    with broker.borrowed(config):
+        assert broker.start(config) == config.bootstrap  # a no-op start inside a session
+    assert not broker.status(config).running  # ... does not keep it running
+
+    with broker.borrowed(config):
+        broker.start(config, pin=True)  # `kubedelta kafka start` during a session
+    assert broker.status(config).running  # pinned: left running
 
 
 def test_ports_are_pinned_by_the_first_format(tmp_path: Path) -> None:
