@@ -1,0 +1,84 @@
+"""Consumer settings: one frozen value built at the edge (``kubedelta/``) and passed down."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from consumers.errors import ConsumerConfigError
+from deltas.keys import DEAD_LETTER_TOPIC, DEFAULT_TOPIC_PREFIX
+from plumbing.backoff import Backoff
+from plumbing.kafka import MAX_RECORD_BYTES, KafkaConnection
+
+MIB = 1024 * 1024
+
+
+class ConsumerMode(enum.StrEnum):
+    """How consumers share the cluster topics."""
+
+    #: No consumer group: every consumer reads every partition of every cluster
+    #: topic and holds the whole view (scale reads by adding replicas).
+    REPLICA = "replica"
+    #: A real consumer group: partitions are split between the members, each
+    #: holds the part of the view its partitions carry (scale writes).
+    SHARD = "shard"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """Everything a consumer process needs. Sizes in bytes, durations in milliseconds."""
+
+    data_dir: Path  #: the RocksDB view this consumer owns (single writer)
+    connection: KafkaConnection = field(default_factory=KafkaConnection)  #: brokers + security
+    mode: ConsumerMode = ConsumerMode.REPLICA  #: see ConsumerMode
+    #: Kafka consumer group; required in shard mode. In replica mode it is unused:
+    #: replicas take no group, so they never split or commit anything.
+    group_id: str | None = None
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX  #: cluster topics are ``<prefix>.<cluster>``
+    dead_letter_topic: str = DEAD_LETTER_TOPIC  #: where rejected records go (created if absent)
+    #: Replication of the dead-letter topic when we create it (3 in production).
+    dead_letter_replication: int = 1
+    #: Most records one pass fetches and commits: bounds one WriteBatch (and its memory).
+    #: Big batches amortize the per-commit cost (sync write, offsets, metrics).
+    batch_max_records: int = 20_000
+    #: Most value bytes in one WriteBatch; a pass splits a larger fetch into several commits.
+    batch_max_bytes: int = 64 * MIB
+    #: Most bytes one fetch response may carry (all partitions). Large: throughput.
+    fetch_max_bytes: int = 64 * MIB
+    #: Most bytes per partition per fetch (brokers still return one larger batch whole).
+    max_partition_fetch_bytes: int = 16 * MIB
+    #: How long getmany waits for data when the prefetch buffer is empty.
+    getmany_timeout_ms: int = 500
+    #: How often the topic list is refreshed, so a new cluster's topic is picked up
+    #: without a restart (Kafka's default of 5 minutes is too slow to onboard a cluster).
+    metadata_refresh_ms: int = 2_000
+    #: Shard mode: a member silent this long is dropped from the group.
+    session_timeout_ms: int = 30_000
+    #: Shard mode: heartbeat interval (a third of the session timeout, Kafka's advice).
+    heartbeat_interval_ms: int = 3_000
+    #: Shard mode: most time between two polls before the member is considered stuck.
+    max_poll_interval_ms: int = 300_000
+    #: Metrics/health port on ``metrics_host``; None serves nothing, 0 picks a free port.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"  #: bind address of the metrics endpoint
+    #: Seconds between lag refreshes (a ListOffsets round trip for every partition).
+    lag_refresh_s: float = 5.0
+    backoff: Backoff = field(default_factory=Backoff)  #: retry delays of the run loop
+    #: Largest record value accepted from or sent to Kafka.
+    max_record_bytes: int = MAX_RECORD_BYTES
+
+    def __post_init__(self) -> None:
+        if self.mode is ConsumerMode.SHARD and not self.group_id:
+            raise ConsumerConfigError("shard mode needs a consumer group (--group)")
+        for name in (
+            "batch_max_records",
+            "batch_max_bytes",
+            "fetch_max_bytes",
+            "max_partition_fetch_bytes",
+            "metadata_refresh_ms",
+        ):
+            if getattr(self, name) < 1:
+                raise ConsumerConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.getmany_timeout_ms < 0:
+            raise ConsumerConfigError("getmany_timeout_ms must not be negative")

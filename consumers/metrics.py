@@ -1,0 +1,79 @@
+"""Prometheus metrics of one consumer, on its own registry (no process globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: Batch sizes in records: from a trickle to the largest batch a pass commits.
+BATCH_RECORD_BUCKETS = (1, 10, 100, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 50_000)
+#: WriteBatch latencies in seconds: sub-millisecond to a stalled disk.
+WRITE_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class ConsumerMetrics:
+    """What an operator needs to see: lag, throughput, batch shape, write latency, poison."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.lag = Gauge(
+            "kubedelta_consumer_lag_records",
+            "Records in the cluster topic not yet in the view (high watermark - next offset)",
+            ["cluster"],
+            registry=self.registry,
+        )
+        self.applied = Counter(
+            "kubedelta_consumer_deltas_applied",
+            "Records committed to the view (upserts, deletes and control records)",
+            ["cluster"],
+            registry=self.registry,
+        )
+        self.skipped = Counter(
+            "kubedelta_consumer_deltas_skipped",
+            "Records the view skipped: already applied, or superseded within the batch",
+            registry=self.registry,
+        )
+        self.batch_records = Histogram(
+            "kubedelta_consumer_batch_records",
+            "Records per committed WriteBatch",
+            buckets=BATCH_RECORD_BUCKETS,
+            registry=self.registry,
+        )
+        self.write_seconds = Histogram(
+            "kubedelta_consumer_write_seconds",
+            "Time to plan and commit one WriteBatch (data, indexes and offsets)",
+            buckets=WRITE_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.dead_letter = Counter(
+            "kubedelta_consumer_dead_letter",
+            "Records rejected by the view and acknowledged by the dead-letter topic",
+            ["cluster"],
+            registry=self.registry,
+        )
+        self.digest_checks = Counter(
+            "kubedelta_consumer_digest_checks",
+            "DIGEST records compared with the view",
+            ["cluster"],
+            registry=self.registry,
+        )
+        self.digest_mismatches = Counter(
+            "kubedelta_consumer_digest_mismatches",
+            "DIGEST records whose count/hash differ from what the view holds",
+            ["cluster"],
+            registry=self.registry,
+        )
+        self.forgotten_partitions = Counter(
+            "kubedelta_consumer_forgotten_partitions",
+            "Partitions dropped from this shard's view after a rebalance moved them away",
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "kubedelta_consumer_retries",
+            "Passes that failed with a retriable error and were retried after a backoff",
+            registry=self.registry,
+        )
+        self.caught_up = Gauge(
+            "kubedelta_consumer_caught_up",
+            "1 once the view holds every record that was in the topics when the consumer started",
+            registry=self.registry,
+        )

@@ -1,0 +1,57 @@
+"""Pure bookkeeping of how far the view is: lag per cluster and the catch-up target."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+Partition = tuple[str, int]
+
+
+class CatchUp:
+    """Ready once every partition's stored next offset reached the end offset seen at start.
+
+    The target is a snapshot: records produced after it do not delay readiness, and
+    once ready the consumer stays ready (lag is what reports falling behind later).
+    """
+
+    def __init__(self) -> None:
+        self._targets: dict[Partition, int] | None = None
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def has_targets(self) -> bool:
+        return self._targets is not None
+
+    def set_targets(self, end_offsets: Mapping[Partition, int]) -> None:
+        if self._targets is None:
+            self._targets = {p: o for p, o in end_offsets.items() if o > 0}
+
+    def keep_only(self, owned: Iterable[Partition]) -> None:
+        """Shard mode: partitions handed to another member are no longer ours to wait for."""
+        if self._targets is not None:
+            keep = set(owned)
+            self._targets = {p: o for p, o in self._targets.items() if p in keep}
+
+    def update(self, stored: Mapping[Partition, int]) -> bool:
+        if not self._ready and self._targets is not None:
+            self._ready = all(stored.get(p, 0) >= end for p, end in self._targets.items())
+        return self._ready
+
+
+def lag_by_cluster(
+    highwaters: Mapping[Partition, int | None],
+    stored: Mapping[Partition, int],
+    cluster_of: Callable[[str], str],
+) -> dict[str, int]:
+    """Records not yet in the view per cluster; partitions with no known high watermark
+    count as 0 (nothing fetched yet says nothing about the lag)."""
+    out: dict[str, int] = {}
+    for (topic, partition), high in highwaters.items():
+        cluster = cluster_of(topic)
+        lag = max(0, high - stored.get((topic, partition), 0)) if high is not None else 0
+        out[cluster] = out.get(cluster, 0) + lag
+    return out

@@ -1,0 +1,176 @@
+"""The live consumer: a trivial retry loop around one testable pass.
+
+run()       retry loop: pass, pass, ...; on a retriable error close the Kafka
+            consumer, back off, and start again from the offsets in the view
+run_pass()  fetch -> (hold the batch lock) plan -> dead letters -> commit
+TopicSource / DeadLetterSink / View    the thin I/O underneath
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+
+from aiokafka import TopicPartition
+
+from consumers.apply import BatchApplier, BatchOutcome, CommitObserver, _ClusterNames
+from consumers.config import ConsumerConfig
+from consumers.deadletter import DeadLetterSink
+from consumers.metrics import ConsumerMetrics
+from consumers.progress import CatchUp, Partition, lag_by_cluster
+from consumers.source import TopicSource
+from deltas.errors import KubedeltaError
+from plumbing.health import HealthServer, HealthServerConfig
+from store import View
+
+log = logging.getLogger(__name__)
+
+
+class Consumer:
+    """Materializes the cluster topics into one view. Owns the view while it runs."""
+
+    def __init__(
+        self,
+        config: ConsumerConfig,
+        view: View,
+        *,
+        metrics: ConsumerMetrics | None = None,
+        observer: CommitObserver | None = None,
+    ) -> None:
+        self.config = config
+        self.view = view
+        self.metrics = metrics if metrics is not None else ConsumerMetrics()
+        self.dead_letters = DeadLetterSink(
+            config.connection,
+            config.dead_letter_topic,
+            replication=config.dead_letter_replication,
+            max_record_bytes=config.max_record_bytes,
+        )
+        self.source = TopicSource(config, view.resume_offsets, self._forget)
+        self.applier = BatchApplier(
+            view,
+            self.metrics,
+            topic_prefix=config.topic_prefix,
+            dead_letters=self.dead_letters,
+            max_records=config.batch_max_records,
+            max_bytes=config.batch_max_bytes,
+            observer=observer,
+        )
+        self.catch_up = CatchUp()
+        self._cluster_of = _ClusterNames(config.topic_prefix)
+        self._stored: dict[Partition, int] = dict(view.resume_offsets())
+        self._next_status_at = 0.0
+        self._health: HealthServer | None = None
+        self.totals = BatchOutcome()  #: everything committed since start
+
+    @property
+    def ready(self) -> bool:
+        return self.catch_up.ready
+
+    @property
+    def metrics_url(self) -> str | None:
+        return f"http://{self.config.metrics_host}:{self._health.port}" if self._health else None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Serve metrics, create the dead-letter topic, connect to Kafka."""
+        if self.config.metrics_port is not None and self._health is None:
+            self._health = HealthServer(
+                HealthServerConfig(self.config.metrics_host, self.config.metrics_port),
+                self.metrics.registry,
+                ready=lambda: self.catch_up.ready,
+            )
+            await self._health.start()
+        await self.dead_letters.start()
+        await self.source.start()
+
+    async def close(self) -> None:
+        """Leave the group (the in-flight batch commits first), stop serving. The view
+        stays open: its owner closes it."""
+        await self.source.stop()
+        await self.dead_letters.stop()
+        if self._health is not None:
+            await self._health.stop()
+            self._health = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Pass after pass until ``stop`` is set; retriable errors back off and resume
+        from the view's offsets. The pass in progress when ``stop`` is set completes."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                await self.start()
+                await self.run_pass()
+                attempt = 0
+            except KubedeltaError as exc:
+                if not exc.retriable:
+                    raise
+                delay = self.config.backoff.delay(attempt)
+                attempt += 1
+                self.metrics.retries.inc()
+                log.warning("consumer pass failed, retrying in %.1fs: %s", delay, exc)
+                # Positions in the Kafka client may be past what the view holds:
+                # drop the client, the next start seeks to the stored offsets.
+                await self.source.stop()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    # -- one pass -------------------------------------------------------------------------
+
+    async def run_pass(self) -> BatchOutcome:
+        """Fetch once and commit what was fetched (unless a rebalance made it stale)."""
+        fetched = await self.source.fetch()
+        outcome = BatchOutcome()
+        if fetched.records:
+            async with self.source.hold(fetched) as records:
+                if records:
+                    outcome = await self.applier.apply(records)
+            self._stored.update(outcome.offsets)
+            self._add_totals(outcome)
+        await self._refresh_status()
+        return outcome
+
+    def _add_totals(self, outcome: BatchOutcome) -> None:
+        t = self.totals
+        t.records += outcome.records
+        t.applied += outcome.applied
+        t.skipped += outcome.skipped
+        t.rejected += outcome.rejected
+        t.commits += outcome.commits
+        t.offsets.update(outcome.offsets)
+        if outcome.verdicts:
+            t.verdicts = outcome.verdicts[-1:]
+
+    def _forget(self, partitions: set[Partition]) -> None:
+        """Shard mode: drop the data of partitions another member now owns."""
+        log.info("forgetting %d partition(s) moved to other shards", len(partitions))
+        self.view.forget_partitions(sorted(partitions))
+        self.metrics.forgotten_partitions.inc(len(partitions))
+        self._stored = dict(self.view.resume_offsets())
+
+    async def _refresh_status(self) -> None:
+        """Readiness and lag, at most every ``lag_refresh_s``."""
+        now = time.monotonic()
+        if now < self._next_status_at or not self.source.assigned_event.is_set():
+            return
+        self._next_status_at = now + self.config.lag_refresh_s
+        assigned = self.source.assigned
+        owned = {(tp.topic, tp.partition) for tp in assigned}
+        if not self.catch_up.has_targets:
+            ends = await self.source.end_offsets(assigned)
+            self.catch_up.set_targets({(tp.topic, tp.partition): o for tp, o in ends.items()})
+        self.catch_up.keep_only(owned)
+        self._stored = {p: o for p, o in self._stored.items() if p in owned} | {
+            p: o for p, o in self.view.resume_offsets().items() if p in owned
+        }
+        self.metrics.caught_up.set(1 if self.catch_up.update(self._stored) else 0)
+        highwaters: Mapping[Partition, int | None] = {
+            (tp.topic, tp.partition): self.source.highwater(TopicPartition(tp.topic, tp.partition))
+            for tp in assigned
+        }
+        for cluster, lag in lag_by_cluster(highwaters, self._stored, self._cluster_of).items():
+            self.metrics.lag.labels(cluster).set(lag)

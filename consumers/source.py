@@ -1,0 +1,270 @@
+"""The thin Kafka layer of the live consumer: which partitions, from where, fetch.
+
+The view, not Kafka, says where to resume: every time this process gains a
+partition it seeks to the view's stored next offset (or the beginning).
+
+* **replica** mode uses no consumer group. aiokafka's group-less pattern
+  subscription re-creates every partition's state on each metadata change
+  (so every position falls back to ``auto_offset_reset``) and calls no
+  listener; instead this layer matches the topic pattern itself on a short
+  timer, and on any change assigns the full partition list and seeks every
+  partition to its stored offset, synchronously, before the next fetch.
+* **shard** mode subscribes by pattern in a real consumer group. On
+  revocation the listener waits for the in-flight batch to commit (it takes
+  the batch lock) and bumps an epoch so batches fetched before the rebalance
+  are dropped (they are re-fetched from the stored offsets). On assignment
+  it forgets, from this shard's view, every partition it no longer owns, and
+  seeks the assigned ones to their stored offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from consumers.config import ConsumerConfig, ConsumerMode
+from consumers.errors import ConsumerError, KafkaFetchError
+from deltas.keys import topic_pattern
+from store.records import SourceRecord
+
+Partition = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """Records of one fetch and the assignment epoch they were fetched under."""
+
+    epoch: int
+    records: list[SourceRecord]
+
+
+def to_source_records(batches: Mapping[TopicPartition, Sequence[Any]]) -> list[SourceRecord]:
+    """aiokafka ConsumerRecords -> SourceRecords, partition by partition, offsets ascending."""
+    out: list[SourceRecord] = []
+    extend = out.extend
+    for tp, messages in batches.items():
+        topic, partition = tp.topic, tp.partition
+        extend(
+            [
+                SourceRecord(topic, partition, m.offset, m.key, m.value, m.timestamp)
+                for m in messages
+            ]
+        )
+    return out
+
+
+def consumer_kwargs(config: ConsumerConfig) -> dict[str, Any]:
+    """AIOKafkaConsumer settings shared by the live consumer, replay and the benchmark."""
+    return {
+        **config.connection.client_kwargs(),
+        "enable_auto_commit": False,  # the store holds the offsets
+        "auto_offset_reset": "earliest",  # a partition the view never saw: from the start
+        "fetch_max_bytes": config.fetch_max_bytes,
+        "max_partition_fetch_bytes": config.max_partition_fetch_bytes,
+        "fetch_max_wait_ms": 100,
+        "metadata_max_age_ms": config.metadata_refresh_ms,
+        "check_crcs": False,  # TCP + the broker already check; the CRC pass costs ~10% CPU
+    }
+
+
+async def list_partitions(consumer: AIOKafkaConsumer) -> dict[str, set[int]]:
+    """Every topic and its partitions, from a fresh metadata request.
+
+    ``consumer.topics()`` makes the same request but returns names only, and its
+    ``partitions_for_topic`` knows only topics the client already tracks; the
+    client's ``fetch_all_metadata`` returns the whole snapshot.
+    """
+    cluster = await consumer._client.fetch_all_metadata()
+    return {t: set(cluster.partitions_for_topic(t) or ()) for t in cluster.topics()}
+
+
+def kafka_failure(exc: KafkaError, what: str) -> ConsumerError | KafkaFetchError:
+    """Map an aiokafka error to ours; its ``retriable`` flag carries over."""
+    if isinstance(exc, KafkaConnectionError) or getattr(exc, "retriable", False):
+        return KafkaFetchError(f"{what}: {exc!r}")
+    return ConsumerError(f"{what}: {exc!r}")
+
+
+class TopicSource:
+    """Assignment, seeking and fetching for one consumer process."""
+
+    def __init__(
+        self,
+        config: ConsumerConfig,
+        resume_offsets: Callable[[], Mapping[Partition, int]],
+        forget: Callable[[set[Partition]], None],
+    ) -> None:
+        self._config = config
+        self._resume_offsets = resume_offsets
+        self._forget = forget
+        self._pattern = re.compile(topic_pattern(config.topic_prefix))
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()  # held while a batch is planned and committed
+        self._epoch = 0  # bumped on every revocation: older batches are dropped
+        self._assigned: frozenset[TopicPartition] = frozenset()
+        self._next_topic_check = 0.0
+        self._listener_error: BaseException | None = None
+        #: Set once the first assignment is known (replica: first topic scan).
+        self.assigned_event = asyncio.Event()
+
+    @property
+    def assigned(self) -> frozenset[TopicPartition]:
+        return self._assigned
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise ConsumerError("the Kafka consumer is not started")
+        return self._consumer
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        shard = self._config.mode is ConsumerMode.SHARD
+        kwargs = consumer_kwargs(self._config)
+        if shard:
+            kwargs.update(
+                group_id=self._config.group_id,
+                session_timeout_ms=self._config.session_timeout_ms,
+                heartbeat_interval_ms=self._config.heartbeat_interval_ms,
+                max_poll_interval_ms=self._config.max_poll_interval_ms,
+            )
+        consumer = AIOKafkaConsumer(**kwargs)
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            await consumer.stop()
+            raise kafka_failure(exc, "cannot start the Kafka consumer") from exc
+        self._consumer = consumer
+        self._assigned = frozenset()
+        self._next_topic_check = 0.0
+        if shard:
+            consumer.subscribe(pattern=self._pattern.pattern, listener=_Listener(self))
+
+    async def stop(self) -> None:
+        """Close the consumer (shard mode: leave the group). The in-flight batch, if any,
+        is committed first because leaving revokes, and revocation waits for the lock."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
+
+    async def fetch(self) -> Fetched:
+        """One getmany over every assigned partition (after a topic scan in replica mode)."""
+        self._raise_listener_error()
+        consumer = self.consumer
+        if self._config.mode is ConsumerMode.REPLICA:
+            await self._maybe_rescan_topics(consumer)
+        epoch = self._epoch
+        try:
+            batches = await consumer.getmany(
+                timeout_ms=self._config.getmany_timeout_ms,
+                max_records=self._config.batch_max_records,
+            )
+        except KafkaError as exc:
+            raise kafka_failure(exc, "fetching records failed") from exc
+        return Fetched(epoch, to_source_records(batches))
+
+    @contextlib.asynccontextmanager
+    async def hold(self, fetched: Fetched) -> AsyncIterator[list[SourceRecord]]:
+        """Hold the batch lock; yields the records still owned (empty after a rebalance)."""
+        async with self._lock:
+            self._raise_listener_error()
+            yield fetched.records if fetched.epoch == self._epoch else []
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """Latest high watermark the brokers reported for ``tp`` (no I/O)."""
+        if self._consumer is None:
+            return None
+        value: int | None = self._consumer.highwater(tp)
+        return value
+
+    async def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        tps = list(partitions)
+        if not tps:
+            return {}
+        try:
+            offsets: dict[TopicPartition, int] = await self.consumer.end_offsets(tps)
+        except KafkaError as exc:
+            raise kafka_failure(exc, "listing end offsets failed") from exc
+        return offsets
+
+    # -- replica mode ---------------------------------------------------------------------
+
+    async def _maybe_rescan_topics(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now < self._next_topic_check:
+            return
+        self._next_topic_check = now + self._config.metadata_refresh_ms / 1000
+        try:
+            topics = await list_partitions(consumer)
+        except KafkaError as exc:
+            raise kafka_failure(exc, "listing topics failed") from exc
+        wanted = {
+            TopicPartition(topic, p)
+            for topic, parts in topics.items()
+            if self._pattern.match(topic)
+            for p in parts
+        }
+        if wanted != self._assigned:
+            consumer.assign(sorted(wanted))
+            self._seek_to_stored(consumer, wanted)
+            self._assigned = frozenset(wanted)
+        self.assigned_event.set()
+
+    # -- shard mode -----------------------------------------------------------------------
+
+    async def _on_revoked(self) -> None:
+        async with self._lock:  # waits for the in-flight batch to be committed
+            self._epoch += 1
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._lock:
+            self._epoch += 1
+            stored = self._resume_offsets()
+            lost = {p for p in stored if TopicPartition(*p) not in assigned}
+            if lost:
+                self._forget(lost)
+            self._seek_to_stored(self.consumer, assigned)
+            self._assigned = frozenset(assigned)
+        self.assigned_event.set()
+
+    def _seek_to_stored(self, consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition]) -> None:
+        stored = self._resume_offsets()
+        for tp in tps:
+            consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
+
+    def _listener_failed(self, exc: BaseException) -> None:
+        self._listener_error = exc
+
+    def _raise_listener_error(self) -> None:
+        exc, self._listener_error = self._listener_error, None
+        if exc is not None:
+            raise ConsumerError(f"rebalance handling failed: {exc!r}") from exc
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka logs and swallows listener errors; we hand them to the next pass instead."""
+
+    def __init__(self, source: TopicSource) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        try:
+            await self._source._on_revoked()
+        except Exception as exc:
+            self._source._listener_failed(exc)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        try:
+            await self._source._on_assigned(set(assigned))
+        except Exception as exc:
+            self._source._listener_failed(exc)
