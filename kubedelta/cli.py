@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from kubedelta import cmd_bench, cmd_kafka
+from kubedelta import cmd_bench, cmd_kafka, cmd_produce, cmd_simulate
 
 
 @click.group()
@@ -19,3 +19,5 @@ def main() -> None:
 
 main.add_command(cmd_kafka.kafka)
 main.add_command(cmd_bench.bench)
+main.add_command(cmd_simulate.simulate)
+main.add_command(cmd_produce.produce)
