@@ -1,0 +1,240 @@
+"""Background changes at a steady rate: new Pods and ConfigMaps, Pod status updates,
+Deployment scales (which also update the ReplicaSet and create or delete its Pods)
+and deletions, spread uniformly over the chosen clusters.
+
+The rate counts object changes (watch events), not operations: a scale that touches
+a Deployment, its ReplicaSet and two Pods uses four units of the budget. Split into
+a testable pass (:meth:`ChurnDriver.step`, no clock) and a thin loop (:meth:`run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from simulator.cluster import ClusterState
+from simulator.config import ChurnMix
+from simulator.errors import AlreadyExistsError, ObjectNotFoundError
+from simulator.generator import (
+    ObjectFactory,
+    format_time,
+    managed_fields,
+    replica_pod_name,
+    replica_set_name,
+)
+
+Obj = dict[str, Any]
+_MAX_IDLE_ATTEMPTS = 20  #: changes in a row that found nothing to change before a step gives up
+
+
+class ChurnDriver:
+    """Makes ``rate_per_s`` changes per second across ``clusters``."""
+
+    def __init__(
+        self,
+        clusters: Sequence[ClusterState],
+        *,
+        rate_per_s: float,
+        mix: ChurnMix,
+        rng: random.Random,
+        max_burst_s: float = 1.0,
+    ) -> None:
+        if rate_per_s < 0:
+            raise ValueError("rate_per_s must be >= 0")
+        self.clusters = list(clusters)
+        self.rate_per_s = rate_per_s
+        self.rng = rng
+        self.make = ObjectFactory(rng)
+        #: Budget carried between ticks is capped at this many seconds' worth, so a
+        #: stalled loop does not answer with a storm.
+        self.max_burst_s = max_burst_s
+        self.budget = 0.0
+        self.changes = 0  #: object changes (watch events) made so far
+        self.operations: Counter[str] = Counter()
+        ops: list[tuple[float, Callable[[ClusterState], int]]] = [
+            (mix.creates, self.create),
+            (mix.pod_status_updates, self.update_pod_status),
+            (mix.deployment_scales, self.scale_deployment),
+            (mix.deletes, self.delete),
+        ]
+        self._ops = [op for weight, op in ops if weight > 0]
+        self._weights = [weight for weight, _ in ops if weight > 0]
+
+    # -- the testable pass ------------------------------------------------------------------
+    def step(self, elapsed_s: float) -> int:
+        """Make the changes due after ``elapsed_s`` more seconds; returns how many."""
+        cap = max(1.0, self.rate_per_s * self.max_burst_s)
+        self.budget = min(self.budget + self.rate_per_s * elapsed_s, cap)
+        made = 0
+        idle = 0
+        while self.budget >= 1.0 and self.clusters:
+            cluster = self.clusters[self.rng.randrange(len(self.clusters))]
+            op = self.rng.choices(self._ops, self._weights)[0]
+            try:
+                changed = op(cluster)
+            except (AlreadyExistsError, ObjectNotFoundError):
+                changed = 0  # a random name collided or an object vanished: try another
+            if changed == 0:
+                idle += 1
+                if idle >= _MAX_IDLE_ATTEMPTS:
+                    break
+                continue
+            idle = 0
+            self.operations[op.__name__] += 1
+            self.budget -= changed
+            made += changed
+        self.changes += made
+        return made
+
+    async def run(self, tick_s: float = 0.02) -> None:
+        """Step every ``tick_s`` seconds until cancelled."""
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(tick_s)
+            now = loop.time()
+            self.step(now - last)
+            last = now
+
+    # -- the changes (each returns the number of object changes it made) ---------------------
+    def create(self, cluster: ClusterState) -> int:
+        if self.rng.random() < 0.7:
+            replica_set = cluster.random_object("apps", "ReplicaSet", self.rng)
+            node = self._node(cluster)
+            if replica_set is not None and node is not None:
+                name = replica_set["metadata"]["name"]
+                pod = self.make.pod(
+                    name=f"{name}-{self.make.suffix()}",
+                    generate_name=f"{name}-",
+                    namespace=replica_set["metadata"]["namespace"],
+                    template=replica_set["spec"]["template"],
+                    owner=replica_set,
+                    node=node,
+                    created_s=time.time(),
+                )
+                cluster.create_quietly(pod)
+                return 1
+        namespace = cluster.random_object("", "Namespace", self.rng)
+        if namespace is None:
+            return 0
+        cluster.create_quietly(self._config_map(namespace["metadata"]["name"]))
+        return 1
+
+    def update_pod_status(self, cluster: ClusterState) -> int:
+        pod = cluster.random_object("", "Pod", self.rng)
+        if pod is None:
+            return 0
+        cluster.update_quietly(self.make.bump_pod_status(pod, time.time()))
+        return 1
+
+    def delete(self, cluster: ClusterState) -> int:
+        kind = "Pod" if self.rng.random() < 0.6 else "ConfigMap"
+        victim = cluster.random_object("", kind, self.rng)
+        if victim is None:
+            return 0
+        meta = victim["metadata"]
+        cluster.delete("", kind, meta.get("namespace", ""), meta["name"])
+        return 1
+
+    def scale_deployment(self, cluster: ClusterState) -> int:
+        deployment = cluster.random_object("apps", "Deployment", self.rng)
+        if deployment is None:
+            return 0
+        meta = deployment["metadata"]
+        namespace = meta["namespace"]
+        old = int(deployment["spec"].get("replicas", 1))
+        new = min(8, max(0, old + self.rng.choice((-2, -1, 1, 2))))
+        if new == old:
+            new = old + 1
+        now = format_time(time.time())
+        meta["generation"] = int(meta.get("generation", 1)) + 1
+        deployment["spec"]["replicas"] = new
+        status = deployment.setdefault("status", {})
+        status.update(
+            {
+                "observedGeneration": meta["generation"],
+                "replicas": new,
+                "updatedReplicas": new,
+                "readyReplicas": new,
+                "availableReplicas": new,
+            }
+        )
+        for condition in status.get("conditions", []):
+            condition["lastUpdateTime"] = now
+        cluster.update_quietly(deployment)
+        changed = 1
+        replica_set = cluster.get("apps", "ReplicaSet", namespace, replica_set_name(deployment))
+        if replica_set is None:
+            return changed
+        replica_set["spec"]["replicas"] = new
+        replica_set.setdefault("status", {}).update(
+            {
+                "replicas": new,
+                "fullyLabeledReplicas": new,
+                "readyReplicas": new,
+                "availableReplicas": new,
+            }
+        )
+        replica_set["metadata"].setdefault("annotations", {})[
+            "deployment.kubernetes.io/desired-replicas"
+        ] = str(new)
+        cluster.update_quietly(replica_set)
+        changed += 1
+        for index in range(new, old):
+            name = replica_pod_name(replica_set, index)
+            if cluster.get("", "Pod", namespace, name) is not None:
+                cluster.delete("", "Pod", namespace, name)
+                changed += 1
+        node = self._node(cluster)
+        for index in range(old, new):
+            name = replica_pod_name(replica_set, index)
+            if node is None or cluster.get("", "Pod", namespace, name) is not None:
+                continue
+            cluster.create_quietly(
+                self.make.pod(
+                    name=name,
+                    generate_name=replica_set["metadata"]["name"] + "-",
+                    namespace=namespace,
+                    template=replica_set["spec"]["template"],
+                    owner=replica_set,
+                    node=node,
+                    created_s=time.time(),
+                )
+            )
+            changed += 1
+        return changed
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _node(self, cluster: ClusterState) -> tuple[str, str] | None:
+        node = cluster.random_object("", "Node", self.rng)
+        if node is None:
+            return None
+        addresses = node.get("status", {}).get("addresses", [])
+        internal = next(
+            (a["address"] for a in addresses if a.get("type") == "InternalIP"), "10.0.0.1"
+        )
+        return node["metadata"]["name"], internal
+
+    def _config_map(self, namespace: str) -> Obj:
+        now = format_time(time.time())
+        config_map: Obj = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": f"churn-{self.make.suffix(10)}",
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "churn"},
+            },
+            "data": {"token": self.make.hex(64), "generatedAt": now},
+        }
+        config_map["metadata"]["managedFields"] = managed_fields(
+            config_map, "churn", None, now, now
+        )
+        return config_map
+
+
+__all__ = ["ChurnDriver"]
