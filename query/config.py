@@ -1,0 +1,46 @@
+"""Settings of the query service, built by ``kubedelta serve`` and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deltas.errors import ConfigError
+from query.params import Limits
+from store import StoreOptions
+
+
+@dataclass(frozen=True, slots=True)
+class QueryConfig:
+    """Everything the service needs besides its tokens."""
+
+    store_path: Path  #: the consumer's RocksDB directory (this process opens it read-only)
+    secondary_path: Path  #: this process's own secondary-instance directory (RocksDB needs one)
+    #: HMAC key of continue tokens. Tokens survive a restart only if the key does, so
+    #: ``kubedelta serve`` keeps it in a file beside the secondary directory.
+    continue_secret: bytes = field(repr=False)
+    store_options: StoreOptions = field(default_factory=StoreOptions)
+    #: Seconds between catch-ups with the writer: the staleness floor of every answer and
+    #: of change-feed delivery (100 ms keeps feed latency well under 200 ms).
+    catch_up_interval_s: float = 0.1
+    #: A request that finds the last catch-up older than this catches up first, seconds.
+    max_staleness_s: float = 0.25
+    limits: Limits = field(default_factory=Limits)
+    #: Objects a LIST page may examine (post-filters: scope, selector, prefix) before it
+    #: returns a short page with a continue token, so no request runs unbounded.
+    max_scan_per_page: int = 200_000
+    #: Changes read from the store per feed pump step.
+    feed_batch: int = 2_000
+    #: Seconds between SSE comment lines on an idle feed (keeps proxies from closing it).
+    feed_heartbeat_s: float = 15.0
+    #: Undelivered changes buffered per feed client; a client slower than that is
+    #: disconnected and resumes from its last event id (never silently skipped).
+    feed_queue_max: int = 50_000
+
+    def __post_init__(self) -> None:
+        if len(self.continue_secret) < 16:
+            raise ConfigError("continue_secret must be at least 16 bytes")
+        if self.catch_up_interval_s <= 0 or self.max_staleness_s <= 0:
+            raise ConfigError("catch_up_interval_s and max_staleness_s must be > 0")
+        if self.max_scan_per_page < 1 or self.feed_batch < 1 or self.feed_queue_max < 1:
+            raise ConfigError("max_scan_per_page, feed_batch and feed_queue_max must be >= 1")

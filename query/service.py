@@ -1,0 +1,96 @@
+"""The running service: the store secondary, kept caught up, plus the change-feed hub.
+
+RocksDB secondaries see the writer's changes only when they catch up (replay the
+writer's new WAL and MANIFEST entries), so a background task does that every
+``catch_up_interval_s`` and pumps the new changes to feed clients; a request
+that finds the view staler than ``max_staleness_s`` catches up first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from query.auth import TokenTable
+from query.config import QueryConfig
+from query.feed import FeedHub
+from query.tokens import TokenSigner
+from query.view import ScopedView
+from store import ViewReader
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUpStats:
+    count: int  #: catch-ups done since start
+    last_monotonic: float  #: time.monotonic() of the latest one
+
+
+class QueryService:
+    """Owns the reader; create with :meth:`open`, then :meth:`start` inside the event loop."""
+
+    def __init__(self, config: QueryConfig, tokens: TokenTable, reader: ViewReader) -> None:
+        self.config = config
+        self.tokens = tokens
+        self.reader = reader
+        self.view = ScopedView(
+            reader,
+            TokenSigner(config.continue_secret),
+            config.store_options.history_retention_s,
+            config.max_scan_per_page,
+        )
+        self.hub = FeedHub(reader, config.feed_batch, config.feed_queue_max)
+        self._last_catch_up = time.monotonic()
+        self._catch_ups = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def open(cls, config: QueryConfig, tokens: TokenTable) -> QueryService:
+        reader = ViewReader.open(config.store_path, config.secondary_path, config.store_options)
+        reader.catch_up()
+        return cls(config, tokens, reader)
+
+    @property
+    def stats(self) -> CatchUpStats:
+        return CatchUpStats(self._catch_ups, self._last_catch_up)
+
+    def catch_up(self) -> None:
+        """One pass: replay the writer's new data, then hand new changes to feed clients."""
+        self.reader.catch_up()
+        self._last_catch_up = time.monotonic()
+        self._catch_ups += 1
+        self.hub.pump()
+
+    def ensure_fresh(self) -> None:
+        if time.monotonic() - self._last_catch_up > self.config.max_staleness_s:
+            self.catch_up()
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            await asyncio.sleep(self.config.catch_up_interval_s)
+            try:
+                self.catch_up()
+                failures = 0
+            except Exception:  # keep serving the last good state; say so in the log
+                failures += 1
+                if failures in (1, 10) or failures % 100 == 0:
+                    log.exception("catch-up with the store writer failed (%d in a row)", failures)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="kubedelta-query-catch-up")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def close(self) -> None:
+        self.reader.close()
