@@ -121,7 +121,7 @@ def test_relist_after_gap_sends_changed_and_new_objects_and_deletes_vanished() -
     assert len(ledger) == 4
     assert [(d.count, d.hash) for d in ledger.digests] == expected_digests(ledger)
     # p2's noise update kept the resourceVersion last sent ("1") for the digest.
-    p2 = [k for k in ledger.kind(PODS.group_kind).snapshot_keys() if k.endswith(b"p2")][0]
+    p2 = next(k for k in ledger.kind(PODS.group_kind).snapshot_keys() if k.endswith(b"p2"))
     entry = ledger.kind(PODS.group_kind).get(p2)
     assert entry is not None and entry.resource_version == "1"
 
@@ -153,7 +153,11 @@ def test_upsert_record_carries_index_fields_and_sorted_json_body() -> None:
     (record,) = sink.take()
     delta = decode(record.value or b"")
     assert delta.labels == {"app": "web"} and delta.owners == ("rs-1",) and delta.app == "shop"
-    assert delta.key.kind == "Pod" and delta.key.namespace == "default" and delta.resource_version == "1"
+    assert (
+        delta.key.kind == "Pod"
+        and delta.key.namespace == "default"
+        and delta.resource_version == "1"
+    )
     assert record.partition == partition_for(record.key, PARTITIONS)
     assert delta.body.startswith(b'{"apiVersion":"v1","kind":"Pod","metadata"')
 

@@ -76,12 +76,21 @@ def test_default_filters_skip_events_and_leases() -> None:
 
 
 def test_include_by_kind_plural_and_group_wildcard() -> None:
-    chosen = select_kinds(ALL, FilterConfig(include_kinds=("Deployment.apps", "pods", "*.example.com")))
-    assert names(chosen) == ["pods", "deployments.apps", "widgets.example.com", "gadgets.example.com"]
+    chosen = select_kinds(
+        ALL, FilterConfig(include_kinds=("Deployment.apps", "pods", "*.example.com"))
+    )
+    assert names(chosen) == [
+        "pods",
+        "deployments.apps",
+        "widgets.example.com",
+        "gadgets.example.com",
+    ]
 
 
 def test_exclude_and_drop_secrets() -> None:
-    chosen = select_kinds(ALL, FilterConfig(exclude_kinds=("gadget.example.com",), drop_secrets=True))
+    chosen = select_kinds(
+        ALL, FilterConfig(exclude_kinds=("gadget.example.com",), drop_secrets=True)
+    )
     assert "secrets" not in names(chosen) and "gadgets.example.com" not in names(chosen)
     assert "events" in names(chosen)  # the default exclusions were replaced
 

@@ -37,7 +37,9 @@ def pod(rv: str = "1", **status: Any) -> dict[str, Any]:
     }
 
 
-def strip(obj: dict[str, Any], kind: str = "Pod", config: StripConfig | None = None) -> dict[str, Any]:
+def strip(
+    obj: dict[str, Any], kind: str = "Pod", config: StripConfig | None = None
+) -> dict[str, Any]:
     return strip_object(obj, group="", version="v1", kind=kind, config=config or StripConfig())
 
 
@@ -128,7 +130,9 @@ def test_node_heartbeats_are_noise() -> None:
     def node(beat: str, status: str = "True") -> dict[str, Any]:
         return {
             "metadata": {"name": "n1", "resourceVersion": beat},
-            "status": {"conditions": [{"type": "Ready", "status": status, "lastHeartbeatTime": beat}]},
+            "status": {
+                "conditions": [{"type": "Ready", "status": status, "lastHeartbeatTime": beat}]
+            },
         }
 
     assert fingerprint(strip(node("1"), kind="Node")) == fingerprint(strip(node("2"), kind="Node"))
