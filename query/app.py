@@ -93,12 +93,33 @@ def allow_params(*names: str) -> Callable[[Request], None]:
 
 
 AuthScope = Annotated[Scope, Depends(authenticate)]
-ClusterPath = Annotated[str, Path(description="Cluster name", max_length=63)]
-GroupPath = Annotated[str, Path(description="API group; `core` for the core group", max_length=253)]
-VersionPath = Annotated[str, Path(description="API version, e.g. v1 (informational)")]
-KindPath = Annotated[str, Path(description="Kind, e.g. Deployment", max_length=63)]
-NamespacePath = Annotated[str, Path(description="Namespace; `_` for cluster-scoped objects")]
-NamePath = Annotated[str, Path(description="Object name", max_length=253)]
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+ClusterPath = Annotated[str, Path(description="Cluster name", pattern=_DNS_LABEL)]
+GroupPath = Annotated[
+    str,
+    Path(
+        description="API group; `core` for the core group",
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    ),
+]
+VersionPath = Annotated[
+    str, Path(description="API version, e.g. v1 (informational)", pattern=_VERSION.pattern)
+]
+KindPath = Annotated[
+    str, Path(description="Kind, e.g. Deployment", pattern=r"^[A-Za-z][A-Za-z0-9]{0,62}$")
+]
+NamespacePath = Annotated[
+    str,
+    Path(
+        description="Namespace; `_` for cluster-scoped objects",
+        pattern=r"^(_|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$",
+    ),
+]
+NamePath = Annotated[
+    str,
+    Path(description="Object name", max_length=253, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.:@]*)$"),
+]
 AtQuery = Annotated[
     str | None,
     Query(description="Point in time: Unix milliseconds or ISO-8601 (within kept history)"),
