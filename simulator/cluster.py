@@ -1,8 +1,10 @@
 """One simulated cluster: its objects, its watch history, its open watches, its fault knobs.
 
 Memory layout, chosen for 1M objects in one process: each object is one
-``_Record`` (compact JSON bytes without ``kind``/``apiVersion``, its counter
-resourceVersion, its slot in a per-kind key list for O(1) random picks).
+``Record`` tuple (compact JSON bytes without ``kind``/``apiVersion``, its counter
+resourceVersion). Tuples of atoms are untracked by the garbage collector, so a
+million of them cost full collections nothing; the bytes are copied to their exact
+size because orjson's output keeps its over-allocated buffer (3x RSS otherwise).
 ``kind``/``apiVersion`` are spliced in front of the bytes only when an object
 is served where the real server includes them (watch events, GETs, custom
 resource lists). The watch history is one bounded window per cluster, split
@@ -25,7 +27,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -55,16 +57,17 @@ DELETED = b"DELETED"
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
-class _Record:
-    """One stored object. Updates store a new record (history and snapshots keep old
-    ones); only ``slot`` changes in place."""
+#: One stored object: (compact JSON without kind/apiVersion, starting with
+#: b'{"metadata":'; its resourceVersion counter). Immutable: updates store a new one,
+#: so history and LIST snapshots can keep old ones.
+Record = tuple[bytes, int]
+BODY: Final = 0
+RV: Final = 1
 
-    __slots__ = ("body", "rv", "slot")
 
-    def __init__(self, body: bytes, rv: int, slot: int) -> None:
-        self.body = body  #: compact JSON, no kind/apiVersion, starts with b'{"metadata":'
-        self.rv = rv
-        self.slot = slot  #: index in KindStore.keys (swap-remove on delete)
+def compact(raw: bytes) -> bytes:
+    """A copy of exactly ``len(raw)`` bytes (orjson's result holds a larger buffer)."""
+    return memoryview(raw).tobytes()
 
 
 class _Event:
@@ -73,7 +76,7 @@ class _Event:
     __slots__ = ("body", "key", "namespace", "prev", "rv", "type")
 
     def __init__(
-        self, rv: int, type_: bytes, key: str, namespace: str, body: bytes, prev: _Record | None
+        self, rv: int, type_: bytes, key: str, namespace: str, body: bytes, prev: Record | None
     ) -> None:
         self.rv = rv
         self.type = type_
@@ -163,7 +166,7 @@ class WatchHandle:
         new_match = self._matches(event.key, event.namespace, event.body)
         if event.type is MODIFIED and event.prev is not None and not self.labels.empty:
             # Like the real server: an object entering the selector is ADDED, leaving is DELETED.
-            old_match = self._matches(event.key, event.namespace, event.prev.body)
+            old_match = self._matches(event.key, event.namespace, event.prev[BODY])
             if new_match and not old_match:
                 return self.store.event_line(ADDED, event.body)
             if old_match and not new_match:
@@ -208,8 +211,9 @@ class KindStore:
         self.object_prefix = (
             orjson.dumps({"kind": spec.kind, "apiVersion": spec.api_version})[:-1] + b","
         )
-        self.records: dict[str, _Record] = {}
-        self.keys: list[str] = []  #: slot -> key, for random picks
+        self.records: dict[str, Record] = {}
+        #: Keys for O(1) random picks; deleted keys stay until the list is compacted.
+        self.keys: list[str] = []
         self._sorted_keys: list[str] | None = None
         self.log: deque[_Event] = deque()
         #: rv of the newest event dropped from ``log``: resuming below it is 410 Expired.
@@ -245,26 +249,33 @@ class KindStore:
         return f"{namespace}/{name}" if self.spec.namespaced else name
 
     # -- mutation (ClusterState calls these, then records the event) -----------------------
-    def insert(self, key: str, body: bytes, rv: int) -> _Record:
-        record = _Record(body, rv, len(self.keys))
+    def insert(self, key: str, body: bytes, rv: int) -> Record:
+        record = (body, rv)
         self.keys.append(key)
         self.records[key] = record
         self._sorted_keys = None
         return record
 
-    def replace(self, key: str, old: _Record, body: bytes, rv: int) -> _Record:
-        record = _Record(body, rv, old.slot)
+    def replace(self, key: str, body: bytes, rv: int) -> Record:
+        record = (body, rv)
         self.records[key] = record
         return record
 
-    def remove(self, key: str) -> _Record:
+    def remove(self, key: str) -> Record:
         record = self.records.pop(key)
-        last_key = self.keys.pop()
-        if last_key != key:
-            self.keys[record.slot] = last_key
-            self.records[last_key].slot = record.slot
+        if len(self.keys) > 2 * len(self.records) + 64:
+            self.keys = list(self.records)  # drop deleted and duplicate keys
         self._sorted_keys = None
         return record
+
+    def random_key(self, rng: random.Random) -> str | None:
+        """A uniformly chosen live key (retrying past deleted ones), or None."""
+        keys = self.keys
+        while self.records:
+            key = keys[rng.randrange(len(keys))]
+            if key in self.records:
+                return key
+        return None
 
 
 @dataclass(slots=True)
@@ -458,7 +469,7 @@ class ClusterState:
         key: str,
         namespace: str,
         body: bytes,
-        prev: _Record | None,
+        prev: Record | None,
         rv: int,
     ) -> None:
         store.log.append(_Event(rv, type_, key, namespace, body, prev))
@@ -492,7 +503,7 @@ class ClusterState:
                 body[key] = value
         if store.spec is kinds.SECRET:
             _fold_string_data(body)
-        return orjson.dumps(body)
+        return compact(orjson.dumps(body))
 
     def _identity(self, store: KindStore, meta: Obj) -> tuple[str, str]:
         name = meta.get("name")
@@ -510,7 +521,7 @@ class ClusterState:
             raise InvalidObjectError(f"{store.spec.kind} is cluster-scoped: no metadata.namespace")
         return namespace, name
 
-    def _create(self, obj: Obj, *, emit: bool = True) -> tuple[KindStore, _Record]:
+    def _create(self, obj: Obj, *, emit: bool = True) -> tuple[KindStore, Record]:
         store = self._store_for_object(obj)
         meta = dict(obj.get("metadata") or {})
         namespace, name = self._identity(store, meta)
@@ -533,7 +544,7 @@ class ClusterState:
             self._record_event(store, ADDED, key, namespace, body, None, rv)
         return store, record
 
-    def _update(self, obj: Obj) -> tuple[KindStore, _Record]:
+    def _update(self, obj: Obj) -> tuple[KindStore, Record]:
         store = self._store_for_object(obj)
         meta = dict(obj.get("metadata") or {})
         namespace, name = self._identity(store, meta)
@@ -542,21 +553,24 @@ class ClusterState:
         if old is None:
             raise ObjectNotFoundError(f'{store.spec.plural} "{name}" not found')
         given_rv = meta.get("resourceVersion")
-        if given_rv and given_rv != encode_rv(old.rv):
+        if given_rv and given_rv != encode_rv(old[RV]):
             raise ConflictError(
                 f'Operation cannot be fulfilled on {store.spec.plural} "{name}": the object has '
                 "been modified; please apply your changes to the latest version and try again"
             )
-        old_meta = orjson.loads(old.body)["metadata"]
-        for kept in ("uid", "creationTimestamp"):
-            if kept in old_meta:
-                meta[kept] = old_meta[kept]
+        if "uid" not in meta or "creationTimestamp" not in meta:
+            # Immutable fields the client left out come from the stored object (the
+            # common churn path passes them through, so this decode is rare).
+            old_meta = orjson.loads(old[BODY])["metadata"]
+            for kept in ("uid", "creationTimestamp"):
+                if kept in old_meta:
+                    meta[kept] = old_meta[kept]
         if store.spec.namespaced:
             meta["namespace"] = namespace
         rv = self._next_rv()
         meta["resourceVersion"] = encode_rv(rv)
         body = self._encode(store, obj, _ordered_meta(meta))
-        record = store.replace(key, old, body, rv)
+        record = store.replace(key, body, rv)
         self._record_event(store, MODIFIED, key, namespace, body, old, rv)
         return store, record
 
@@ -564,13 +578,13 @@ class ClusterState:
         """Store a new object (assigning uid, resourceVersion, creationTimestamp) and emit
         ADDED. Creating a CustomResourceDefinition also serves its kind."""
         store, record = self._create(obj)
-        return _decode(store.full_object(record.body))
+        return _decode(store.full_object(record[BODY]))
 
     def update(self, obj: Obj) -> Obj:
         """Replace an existing object with a new resourceVersion and emit MODIFIED.
         A ``metadata.resourceVersion`` other than the stored one is a ConflictError."""
         store, record = self._update(obj)
-        return _decode(store.full_object(record.body))
+        return _decode(store.full_object(record[BODY]))
 
     def create_quietly(self, obj: Obj) -> None:
         """:meth:`create` without decoding the result (churn's fast path)."""
@@ -588,14 +602,14 @@ class ClusterState:
             raise ObjectNotFoundError(f'{store.spec.plural} "{name}" not found')
         old = store.remove(key)
         rv = self._next_rv()
-        last = orjson.loads(old.body)
+        last = orjson.loads(old[BODY])
         last["metadata"]["resourceVersion"] = encode_rv(rv)
-        body = orjson.dumps(last)
+        body = compact(orjson.dumps(last))
         self._record_event(
             store, DELETED, key, namespace if store.spec.namespaced else "", body, old, rv
         )
         if store.spec is kinds.CUSTOM_RESOURCE_DEFINITION:
-            self._crd_deleted(old.body)
+            self._crd_deleted(old[BODY])
 
     def get(self, group: str, kind: str, namespace: str, name: str) -> Obj | None:
         """The object with kind/apiVersion, or None."""
@@ -604,20 +618,20 @@ class ClusterState:
         except UnknownKindError:
             return None
         record = store.records.get(store.key(namespace, name))
-        return None if record is None else _decode(store.full_object(record.body))
+        return None if record is None else _decode(store.full_object(record[BODY]))
 
     def get_bytes(self, store: KindStore, namespace: str, name: str) -> bytes:
         """The object as the API serves it on GET (ObjectNotFoundError if absent)."""
         record = store.records.get(store.key(namespace, name))
         if record is None:
             raise ObjectNotFoundError(f'{store.spec.plural} "{name}" not found')
-        return store.full_object(record.body)
+        return store.full_object(record[BODY])
 
     def objects(self) -> Iterator[Obj]:
         """Every current object, decoded, with kind/apiVersion (for test comparisons)."""
         for store in list(self._kinds.values()):
             for record in list(store.records.values()):
-                yield _decode(store.full_object(record.body))
+                yield _decode(store.full_object(record[BODY]))
 
     def count(self) -> int:
         return sum(len(store.records) for store in self._kinds.values())
@@ -625,10 +639,13 @@ class ClusterState:
     def random_object(self, group: str, kind: str, rng: random.Random) -> Obj | None:
         """A uniformly chosen object of the kind (decoded), or None if there is none."""
         store = self._kinds.get((group, kind))
-        if store is None or not store.keys:
+        if store is None:
             return None
-        record = store.records[store.keys[rng.randrange(len(store.keys))]]
-        return _decode(store.full_object(record.body))
+        key = store.random_key(rng)
+        if key is None:
+            return None
+        record = store.records[key]
+        return _decode(store.full_object(record[BODY]))
 
     def load(self, objects: Iterable[Obj]) -> int:
         """Bulk-create the initial population without watch events; the history then starts
@@ -756,10 +773,10 @@ class ClusterState:
             high = bisect.bisect_left(keys, namespace + "0")  # "0" sorts right after "/"
             keys = keys[low:high]
         if labels.empty and fields.empty:
-            return [records[k].body for k in keys]
+            return [records[k][BODY] for k in keys]
         out: list[bytes] = []
         for key in keys:
-            body = records[key].body
+            body = records[key][BODY]
             if not fields.empty:
                 ns, _, name = key.rpartition("/")
                 if not fields.matches(ns, name):

@@ -18,10 +18,17 @@ _PREFIX = "s"
 _ENCODED_LEN = 13  # 8 bytes -> 13 base32 characters without padding
 
 
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648 base32, lowercase
+_SHIFTS = tuple(range(60, -1, -5))  # 13 groups of 5 bits over the 64 bits + 1 pad bit
+
+
 def encode_rv(counter: int) -> str:
-    """The resourceVersion string of counter value ``counter`` (>= 0)."""
-    raw = base64.b32encode(counter.to_bytes(8, "big")).decode("ascii")
-    return _PREFIX + raw.rstrip("=").lower()
+    """The resourceVersion string of counter value ``counter`` (0 <= counter < 2**64).
+
+    Same text as unpadded lowercase base32 of the 8 big-endian bytes, computed
+    directly: the stdlib encoder is a hot spot at 10,000 changes/s."""
+    bits = counter << 1
+    return _PREFIX + "".join([_ALPHABET[(bits >> shift) & 31] for shift in _SHIFTS])
 
 
 def decode_rv(text: str) -> int:

@@ -226,7 +226,7 @@ def test_paginated_list_is_a_stable_snapshot() -> None:
     )
     assert first.continue_token is not None and first.remaining == len(before) - 10
     # Change the cluster between pages: the pages must still show the first page's state.
-    victim = orjson.loads(store.records[store.keys[0]].body)["metadata"]
+    victim = orjson.loads(store.records[store.keys[0]][0])["metadata"]
     cluster.delete("", "Pod", victim["namespace"], victim["name"])
     seen = [orjson.loads(b)["metadata"]["uid"] for b in first.items]
     token = first.continue_token
