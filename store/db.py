@@ -1,0 +1,142 @@
+"""Open the RocksDB store (rocksdict) with the tuned options, as writer or secondary.
+
+The only module that builds rocksdict options; docs/store.md explains each knob.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rocksdict import (
+    AccessType,
+    BlockBasedOptions,
+    Cache,
+    ColumnFamily,
+    DBCompressionType,
+    Options,
+    Rdict,
+)
+
+from store.errors import StoreError, StoreLockedError
+from store.layout import (
+    ALL_CFS,
+    CF_CHANGES,
+    CF_HISTORY,
+    CF_META,
+    CF_OBJECTS,
+    CF_OBJMETA,
+)
+from store.options import StoreOptions
+
+#: CFs read by point lookups (read-before-write, GET): they get a bloom filter.
+_POINT_LOOKUP_CFS = frozenset({CF_OBJECTS, CF_OBJMETA})
+#: CFs with large values: ZSTD in the bottommost level.
+_LARGE_CFS = frozenset({CF_OBJECTS, CF_HISTORY})
+
+
+def _cf_options(name: str, opts: StoreOptions, cache: Cache) -> Options:
+    cf = Options(raw_mode=True)
+    table = BlockBasedOptions()
+    table.set_block_cache(cache)
+    # Index and filter blocks are charged to the block cache, so block_cache_bytes
+    # bounds them too; L0's stay pinned because every lookup touches them.
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    if name in _POINT_LOOKUP_CFS:
+        table.set_bloom_filter(opts.bloom_bits_per_key, False)
+    cf.set_block_based_table_factory(table)
+    if name == CF_OBJECTS:
+        cf.set_write_buffer_size(opts.write_buffer_bytes)
+    elif name in (CF_OBJMETA, CF_HISTORY, CF_CHANGES):
+        cf.set_write_buffer_size(max(opts.write_buffer_bytes // 4, 4 * 1024 * 1024))
+    else:
+        cf.set_write_buffer_size(max(opts.write_buffer_bytes // 8, 4 * 1024 * 1024))
+    cf.set_max_write_buffer_number(3)
+    cf.set_compression_type(DBCompressionType.lz4())
+    if name in _LARGE_CFS:
+        cf.set_bottommost_compression_type(
+            DBCompressionType.zstd()
+            if opts.bottommost_compression == "zstd"
+            else DBCompressionType.lz4()
+        )
+    cf.set_level_compaction_dynamic_level_bytes(True)
+    return cf
+
+
+def _db_options(opts: StoreOptions, cache: Cache, *, create: bool) -> Options:
+    db = _cf_options(CF_META, opts, cache)
+    db.create_if_missing(create)
+    db.create_missing_column_families(create)
+    db.set_db_write_buffer_size(opts.total_write_buffer_bytes)
+    db.set_max_total_wal_size(opts.max_total_wal_bytes)
+    db.set_max_background_jobs(opts.max_background_jobs)
+    db.set_max_open_files(-1)  # secondaries need it; table readers are cheap at our file counts
+    db.set_keep_log_file_num(3)
+    db.set_max_log_file_size(8 * 1024 * 1024)
+    db.set_bytes_per_sync(1024 * 1024)  # smooth background writeback, no fsync bursts
+    return db
+
+
+def multi_get(cf: Rdict, keys: list[bytes]) -> list[bytes | None]:
+    """Batched point lookups (RocksDB MultiGet): one call, values or None, in key order given."""
+    if not keys:
+        return []
+    values: list[bytes | None] = cf.get(keys)  # type: ignore[arg-type, assignment]
+    return values
+
+
+@dataclass(slots=True)
+class Handles:
+    """An open store: the DB, one Rdict per CF (reads) and CF handles (WriteBatch puts)."""
+
+    db: Rdict
+    cfs: dict[str, Rdict]
+    handles: dict[str, ColumnFamily]
+    cache: Cache
+
+    def close(self) -> None:
+        """Release the store. rocksdict keeps the DB (and its LOCK) alive while any CF
+        object or handle is referenced, so drop them all before closing the DB."""
+        for cf in self.cfs.values():
+            cf.close()
+        self.cfs.clear()
+        self.handles.clear()
+        self.db.close()
+
+
+def open_writer(path: Path, opts: StoreOptions) -> Handles:
+    path.mkdir(parents=True, exist_ok=True)
+    cache = Cache(opts.block_cache_bytes)
+    return _open(path, opts, cache, AccessType.read_write(), create=True)
+
+
+def open_secondary(path: Path, secondary_path: Path, opts: StoreOptions) -> Handles:
+    if not (path / "CURRENT").exists():
+        raise StoreError(f"no store at {path}: the writer must create it first")
+    secondary_path.mkdir(parents=True, exist_ok=True)
+    cache = Cache(opts.block_cache_bytes)
+    return _open(path, opts, cache, AccessType.secondary(str(secondary_path)), create=False)
+
+
+def _open(path: Path, opts: StoreOptions, cache: Cache, access: Any, *, create: bool) -> Handles:
+    db_opts = _db_options(opts, cache, create=create)
+    cf_opts = {name: _cf_options(name, opts, cache) for name in ALL_CFS}
+    try:
+        db = Rdict(str(path), db_opts, column_families=cf_opts, access_type=access)
+    except Exception as exc:  # rocksdict raises plain Exception for RocksDB statuses
+        text = str(exc)
+        if "lock" in text.lower():
+            raise StoreLockedError(
+                f"store {path} is open by another writer (RocksDB LOCK held); "
+                f"only one writer may open it, readers use ViewReader: {text}"
+            ) from exc
+        raise StoreError(f"cannot open store {path}: {text}") from exc
+    try:
+        cfs = {name: db.get_column_family(name) for name in ALL_CFS}
+        handles = {name: db.get_column_family_handle(name) for name in ALL_CFS}
+    except Exception as exc:
+        db.close()
+        raise StoreError(f"store {path} lacks a column family: {exc}") from exc
+    return Handles(db=db, cfs=cfs, handles=handles, cache=cache)

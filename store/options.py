@@ -1,0 +1,71 @@
+"""Settings of the view: retention and the tuned RocksDB knobs (docs/store.md says why)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deltas.codec import DEFAULT_MAX_BODY
+from deltas.errors import ConfigError
+from deltas.keys import DEFAULT_TOPIC_PREFIX
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """Everything the view needs besides its path. Built by ``kubedelta/`` and passed down."""
+
+    #: Cluster topics are ``<topic_prefix>.<cluster>``; records of other topics are rejected.
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
+    #: Seconds of superseded object versions kept for ``get_at``/``list_at`` (event time).
+    #: 0 disables history: no old-body reads, no history writes (the fast path).
+    history_retention_s: int = 3600
+    #: Upper bound on expired history versions deleted per commit, so one commit after a
+    #: long pause does not turn into one huge batch; the rest go in the next commits.
+    history_prune_per_commit: int = 20_000
+    #: Change-feed entries kept (count). Older positions are deleted in bulk
+    #: (one range delete) once the excess reaches 10 % of this, to keep range tombstones few.
+    changes_retention: int = 1_000_000
+    #: Largest body accepted, bytes (passed to ``decode_header``); bigger records are rejected.
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    #: Memtable size of the ``objects`` CF, bytes. 64 MiB: fewer, larger L0 files and less
+    #: write amplification for ~2 KB bodies; the small CFs get a quarter of it.
+    write_buffer_bytes: int = 64 * MIB
+    #: Cap on all memtables together, bytes (RocksDB ``db_write_buffer_size``): the largest
+    #: memtable is flushed when it is reached, so 9 CFs cannot each hold 64 MiB.
+    total_write_buffer_bytes: int = 160 * MIB
+    #: Shared LRU block cache for all CFs, bytes. Index and filter blocks live in it too,
+    #: so this is the bound on read-side memory (the consumer stays <= 400 MB RSS).
+    block_cache_bytes: int = 96 * MIB
+    #: Bloom filter bits per key on point-lookup CFs (objects, objmeta): ~1 % false
+    #: positives, so read-before-write of a new object costs no data-block read.
+    bloom_bits_per_key: int = 10
+    #: WAL bytes after which RocksDB flushes the CFs pinning the oldest WAL file. Without
+    #: it, rarely written small CFs would keep old WAL files alive and the WAL grows unbounded.
+    max_total_wal_bytes: int = 256 * MIB
+    #: Background flush + compaction threads. The box has 2 cores shared with the consumer.
+    max_background_jobs: int = 2
+    #: fsync the WAL on every commit. Off: a process crash (kill -9) loses nothing because
+    #: the WAL is in the OS page cache; a power loss loses a suffix of commits, whose offsets
+    #: are lost with them, so Kafka replays exactly those records (see docs/store.md).
+    sync_writes: bool = False
+    #: Compression of the large CFs (objects, history) in the bottommost level: "zstd" (best
+    #: ratio on JSON) or "lz4"; upper levels always use LZ4 (fast, flushed data is short-lived).
+    bottommost_compression: str = "zstd"
+
+    def __post_init__(self) -> None:
+        if self.history_retention_s < 0:
+            raise ConfigError(f"history_retention_s must be >= 0, got {self.history_retention_s}")
+        if self.changes_retention < 1:
+            raise ConfigError(f"changes_retention must be >= 1, got {self.changes_retention}")
+        if self.history_prune_per_commit < 1:
+            raise ConfigError("history_prune_per_commit must be >= 1")
+        if self.bottommost_compression not in ("zstd", "lz4"):
+            raise ConfigError(
+                f"bottommost_compression must be 'zstd' or 'lz4', got {self.bottommost_compression!r}"
+            )
+        for name in ("write_buffer_bytes", "total_write_buffer_bytes", "block_cache_bytes"):
+            if getattr(self, name) < MIB:
+                raise ConfigError(f"{name} must be at least 1 MiB")
+        if self.max_background_jobs < 1:
+            raise ConfigError("max_background_jobs must be >= 1")
