@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from kubedelta import cmd_bench, cmd_kafka, cmd_produce, cmd_simulate
+from kubedelta import cmd_bench, cmd_kafka, cmd_produce, cmd_serve, cmd_simulate
 
 
 @click.group()
@@ -21,3 +21,4 @@ main.add_command(cmd_kafka.kafka)
 main.add_command(cmd_bench.bench)
 main.add_command(cmd_simulate.simulate)
 main.add_command(cmd_produce.produce)
+main.add_command(cmd_serve.serve)

@@ -225,8 +225,14 @@ def _cluster_status_json(status: ClusterStatus, scope: Scope, now_ms: int) -> di
                     "partition": verdict.partition,
                     "offset": verdict.offset,
                     "matches": verdict.matches,
-                    "expectedCount": verdict.expected_count,
-                    "actualCount": verdict.actual_count,
+                    **(
+                        {
+                            "expectedCount": verdict.expected_count,
+                            "actualCount": verdict.actual_count,
+                        }
+                        if scope.all_namespaces
+                        else {}
+                    ),
                 }
             ),
         },

@@ -46,3 +46,11 @@ def test_flipped_bit_is_refused() -> None:
     forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
     with pytest.raises(QueryError):
         SIGNER.check(forged, FP)
+
+
+def test_cursor_is_not_readable() -> None:
+    secret_key = b"team-b\x00secret-object-name"
+    token = SIGNER.issue(PageState(FP, secret_key, None))
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert b"secret-object-name" not in raw
+    assert SIGNER.issue(PageState(FP, secret_key, None)) != token  # fresh nonce each time
