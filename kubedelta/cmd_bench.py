@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import click
 
+from bench import baselines as bench_baselines
 from bench import codec as bench_codec
+from bench import e2e as bench_e2e
+from bench import poller as bench_poller
 
 
 @click.group()
@@ -18,3 +21,7 @@ def bench() -> None:
 
 
 bench.add_command(bench_codec.command)
+bench.add_command(bench_e2e.command)
+bench.add_command(bench_poller.command)
+bench.add_command(bench_baselines.command)
+bench.add_command(bench_baselines.worker_command)

@@ -1,0 +1,376 @@
+"""The alternatives, measured on the same topics: how fast can the cluster topics be read
+and materialized by
+
+- a bare aiokafka consume loop that only counts records (the ceiling of any aiokafka
+  consumer, ours included): ``aiokafka_baseline_per_s``;
+- Quix Streams, an Application with one StreamingDataFrame per cluster topic that keeps
+  the latest value of each key in its RocksDB state: ``quix_per_s``;
+- our own materialization, ``kubedelta replay`` into a fresh store: ``ours_per_s``.
+
+Each runs in its own process, one after the other, over every cluster topic under one
+prefix from the beginning to the end offsets taken at its start. Rates are records
+per second over the span of the work, client start-up excluded: aiokafka from its
+first fetch to its last record; Quix from its first record (its group join takes
+seconds) until its run returns with the state flushed; ours: replay's own wall time,
+which includes listing offsets, opening the store and the final flush.
+
+Quix runs without changelog topics (its default writes every state update back to
+Kafka): that keeps its work to what ours does (the Kafka log *is* our changelog) and
+is the fastest Quix can materialize. It stores the raw record value; it does not
+decode our header, so it does less per record than we do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.errors import BenchError
+from bench.procs import MIB, Components
+from bench.report import Machine, Report, emit, json_option
+from plumbing import broker
+
+#: Fetch sizes as our consumer uses them (consumers/config.py), so the ceiling is fair.
+FETCH_MAX_BYTES = 64 * MIB
+MAX_PARTITION_FETCH_BYTES = 16 * MIB
+#: A baseline that sees no new record for this long while records remain gives up.
+STALL_TIMEOUT_S = 30.0
+
+
+class BaselineError(BenchError):
+    """A baseline could not consume the topics."""
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineResult:
+    """What one baseline did."""
+
+    name: str  #: aiokafka, quix or ours
+    records: int  #: records consumed (and, for quix and ours, stored)
+    seconds: float  #: the span of the work (see the module docstring), seconds
+    total_seconds: float  #: process start to finish, seconds (start-up included)
+
+    @property
+    def per_s(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+def cluster_topics(all_topics: set[str], topic_prefix: str) -> list[str]:
+    """The cluster topics under ``topic_prefix`` (``<prefix>.<cluster>``), sorted."""
+    pattern = re.compile(re.escape(topic_prefix) + r"\.[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+    return sorted(t for t in all_topics if pattern.fullmatch(t))
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of ``topics`` from a fresh metadata request (``partitions_for_topic``
+    knows only topics the client already tracks)."""
+    cluster = await consumer._client.fetch_all_metadata()
+    return [
+        TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())
+    ]
+
+
+async def list_cluster_topics(bootstrap: str, topic_prefix: str) -> list[str]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return cluster_topics(await consumer.topics(), topic_prefix)
+    finally:
+        await consumer.stop()
+
+
+async def topic_record_counts(bootstrap: str, topics: list[str]) -> int:
+    """Offsets between beginning and end over every partition: records to read."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, topics)
+        begins = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+        return sum(ends[tp] - begins[tp] for tp in tps)
+    finally:
+        await consumer.stop()
+
+
+# -- aiokafka ---------------------------------------------------------------------------------
+
+
+async def aiokafka_baseline(bootstrap: str, topics: list[str]) -> BaselineResult:
+    """Read every partition of ``topics`` from the beginning to its end offset; count."""
+    began = time.monotonic()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_bytes=FETCH_MAX_BYTES,
+        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+    )
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, topics)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        for tp in list(pending):
+            if await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+        records = 0
+        first = last = time.monotonic()  # the clock starts at the first fetch
+        last_progress = first
+        while pending:
+            batches = await consumer.getmany(timeout_ms=500, max_records=20_000)
+            now = time.monotonic()
+            for tp, messages in batches.items():
+                if not messages:
+                    continue
+                records += len(messages)
+                last = now
+                last_progress = now
+                if messages[-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
+            for tp in [tp for tp in pending if tp not in batches]:
+                if await consumer.position(tp) >= ends[tp]:  # compaction gap at the end
+                    pending.discard(tp)
+            if pending and now - last_progress > STALL_TIMEOUT_S:
+                raise BaselineError(
+                    f"aiokafka baseline stalled with {len(pending)} partitions left"
+                )
+        return BaselineResult("aiokafka", records, last - first, time.monotonic() - began)
+    finally:
+        await consumer.stop()
+
+
+# -- Quix Streams ------------------------------------------------------------------------------
+
+
+def quix_baseline(
+    bootstrap: str, topics: list[str], state_dir: Path, expected: int
+) -> BaselineResult:
+    """Materialize ``topics`` into Quix's RocksDB state (latest value per key)."""
+    try:
+        from quixstreams import Application
+        from quixstreams.state import State
+        from quixstreams.state.rocksdb import RocksDBOptions
+    except ImportError as exc:
+        raise BaselineError(
+            "quixstreams is not installed: pip install -e '.[bench]' to run the Quix baseline"
+        ) from exc
+
+    began = time.monotonic()
+    seen = {"records": 0, "first": 0.0, "last": 0.0}
+
+    def keep_latest(value: bytes, state: State[Any, Any]) -> None:
+        now = time.monotonic()
+        if seen["records"] == 0:
+            seen["first"] = now
+        seen["records"] += 1
+        seen["last"] = now
+        state.set("latest", value)
+
+    app = Application(
+        broker_address=bootstrap,
+        consumer_group=f"kubedelta-bench-quix-{uuid.uuid4().hex[:10]}",
+        auto_offset_reset="earliest",
+        state_dir=str(state_dir),
+        use_changelog_topics=False,
+        auto_create_topics=False,
+        loglevel="WARNING",
+        # Values are stored as the raw record bytes (Quix's default is JSON).
+        rocksdb_options=RocksDBOptions(dumps=_raw_bytes, loads=_identity),
+        consumer_extra_config={
+            "fetch.max.bytes": FETCH_MAX_BYTES,
+            "max.partition.fetch.bytes": MAX_PARTITION_FETCH_BYTES,
+        },
+    )
+    for name in topics:
+        topic = app.topic(name, value_deserializer="bytes", key_deserializer="bytes")
+        app.dataframe(topic).update(keep_latest, stateful=True)
+    app.run(count=expected, timeout=STALL_TIMEOUT_S, collect=False)
+    ended = time.monotonic()
+    records = int(seen["records"])
+    # Quix's clock starts at its first record (its group join and assignment take
+    # seconds), so that record is not counted. It ends when run() returns: state is
+    # written to RocksDB at the checkpoint on close, which belongs to the work. If the
+    # count was not reached, run() idled for the stall timeout: end at the last record.
+    end = ended if records >= expected else seen["last"]
+    return BaselineResult("quix", max(records - 1, 0), end - seen["first"], ended - began)
+
+
+def _raw_bytes(value: Any) -> bytes:
+    """State serializer: record values stay raw bytes; state keys are short strings."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _identity(value: bytes) -> bytes:
+    return value
+
+
+# -- orchestration ----------------------------------------------------------------------------
+
+
+def parse_replay_output(text: str) -> tuple[int, float]:
+    """(records, seconds) from ``kubedelta replay``'s summary line."""
+    match = re.search(r"replayed\s+([\d,]+)\s+records?\s+in\s+([\d.]+)\s*s", text)
+    if match is None:
+        raise BaselineError(f"could not find the replay summary in:\n{text[-2000:]}")
+    return int(match.group(1).replace(",", "")), float(match.group(2))
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineRun:
+    """Which baselines to run and where their files go."""
+
+    bootstrap: str
+    topic_prefix: str
+    work_dir: Path  #: state directories and logs of the baseline processes
+    quix: bool = True
+    ours: bool = True
+    aiokafka: bool = True
+
+
+def run_baselines(run: BaselineRun, components: Components) -> dict[str, float]:
+    """Run the chosen baselines one after the other; returns their metrics."""
+    metrics: dict[str, float] = {}
+    results: dict[str, BaselineResult] = {}
+    names = [n for n in ("aiokafka", "quix") if getattr(run, n)]
+    for name in names:
+        result_file = run.work_dir / f"baseline-{name}.json"
+        result_file.unlink(missing_ok=True)
+        component = components.start(
+            f"baseline-{name}",
+            [
+                "bench",
+                "baseline-worker",
+                name,
+                "--bootstrap",
+                run.bootstrap,
+                "--topic-prefix",
+                run.topic_prefix,
+                "--state-dir",
+                str(run.work_dir / f"{name}-state"),
+                "--result",
+                str(result_file),
+            ],
+        )
+        while component.alive():
+            components.sample()
+            time.sleep(0.5)
+        if component.process.returncode != 0 or not result_file.exists():
+            raise BaselineError(f"{name} baseline failed; log tail:\n{component.log_tail()}")
+        data = orjson.loads(result_file.read_bytes())
+        results[name] = BaselineResult(**data)
+        metrics[f"rss_mb_baseline_{name}"] = component.usage.peak_rss_bytes / MIB
+    if run.ours:
+        store = run.work_dir / "replay-store"
+        component = components.start(
+            "replay",
+            [
+                "replay",
+                "--bootstrap",
+                run.bootstrap,
+                "--topic-prefix",
+                run.topic_prefix,
+                "--data-dir",
+                str(store),
+                "--force",
+            ],
+        )
+        while component.alive():
+            components.sample()
+            time.sleep(0.5)
+        text = component.log_path.read_text(errors="replace")
+        if component.process.returncode != 0:
+            raise BaselineError(f"kubedelta replay failed; log tail:\n{component.log_tail()}")
+        records, seconds = parse_replay_output(text)
+        results["ours"] = BaselineResult("ours", records, seconds, seconds)
+        metrics["rss_mb_replay"] = component.usage.peak_rss_bytes / MIB
+    for name, key in (
+        ("aiokafka", "aiokafka_baseline_per_s"),
+        ("quix", "quix_per_s"),
+        ("ours", "ours_per_s"),
+    ):
+        if name in results:
+            metrics[key] = results[name].per_s
+            metrics[f"{name}_records"] = results[name].records
+    if "ours" in results and "quix" in results and results["quix"].per_s > 0:
+        metrics["ours_to_quix_ratio"] = results["ours"].per_s / results["quix"].per_s
+    if "ours" in results and "aiokafka" in results and results["aiokafka"].per_s > 0:
+        metrics["ours_to_aiokafka_ratio"] = results["ours"].per_s / results["aiokafka"].per_s
+    return metrics
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+@click.command("baseline-worker", hidden=True)
+@click.argument("name", type=click.Choice(["aiokafka", "quix"]))
+@click.option("--bootstrap", required=True)
+@click.option("--topic-prefix", required=True)
+@click.option("--state-dir", type=click.Path(path_type=Path), required=True)
+@click.option("--result", type=click.Path(path_type=Path), required=True)
+def worker_command(
+    name: str, bootstrap: str, topic_prefix: str, state_dir: Path, result: Path
+) -> None:
+    """Run one baseline in this process and write its result as JSON (internal)."""
+    topics = asyncio.run(list_cluster_topics(bootstrap, topic_prefix))
+    if not topics:
+        raise click.ClickException(f"no cluster topics under {topic_prefix!r}")
+    if name == "aiokafka":
+        outcome = asyncio.run(aiokafka_baseline(bootstrap, topics))
+    else:
+        expected = asyncio.run(topic_record_counts(bootstrap, topics))
+        state_dir.mkdir(parents=True, exist_ok=True)
+        outcome = quix_baseline(bootstrap, topics, state_dir, expected)
+    result.write_bytes(orjson.dumps(asdict(outcome)))
+    click.echo(f"{name}: {outcome.records} records in {outcome.seconds:.2f} s")
+
+
+@click.command("baselines")
+@click.option("--topic-prefix", required=True, help="Cluster topics are <prefix>.<cluster>.")
+@click.option("--bootstrap", default=None, help="Kafka bootstrap (default: the local broker).")
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".kubedelta/bench/baselines"),
+    show_default=True,
+)
+@click.option("--quix/--no-quix", default=True, show_default=True)
+@json_option
+def command(
+    topic_prefix: str, bootstrap: str | None, work_dir: Path, quix: bool, json_path: Path | None
+) -> None:
+    """Read the cluster topics under a prefix with aiokafka, Quix Streams and kubedelta replay."""
+    bootstrap = bootstrap or ensure_broker()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    components = Components(work_dir / "logs")
+    try:
+        metrics = run_baselines(
+            BaselineRun(bootstrap, topic_prefix, work_dir, quix=quix), components
+        )
+    finally:
+        components.stop_all()
+    params: dict[str, Any] = {"topic_prefix": topic_prefix, "quix": quix}
+    emit(Report("baselines", params, metrics, Machine.current()), json_path)
+
+
+def ensure_broker() -> str:
+    """The local broker's bootstrap address, starting it when none runs."""
+    import os
+
+    config = broker.LocalBrokerConfig.from_env(os.environ)
+    with contextlib.suppress(broker.BrokerError):
+        state = broker.status(config)
+        if state.running:
+            return state.bootstrap
+    return broker.start(config)

@@ -1,0 +1,387 @@
+"""`kubedelta bench e2e`: N simulated clusters x M objects through the real producers,
+broker, consumer and query service, each its own process.
+
+Phases (docs/benchmarks.md has the metric list):
+
+1. **initial sync**: start simulator, consumer, query service, then the producers;
+   ``initial_sync_s`` runs from the producers' start until the query API counts every
+   object of every cluster.
+2. **churn**: the simulator changes objects at ``--churn`` changes/s for
+   ``--duration`` s while probe ConfigMaps are created at known instants; a probe's
+   end-to-end latency is the time until its change arrives on the query API's change
+   feed (SSE). ``churn_per_s`` is what the simulator actually applied.
+3. **settle and verify**: churn stops; once the consumer has read every record, every
+   cluster's objects (identity -> resourceVersion) are listed from the simulator and
+   from the query API and compared (``verified``, ``differences``).
+4. **baselines** (unless ``--no-baselines``): with the services stopped, the same
+   topics are read by a bare aiokafka loop, Quix Streams and ``kubedelta replay``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench.baselines import BaselineRun, run_baselines
+from bench.feedwatch import FeedWatcher
+from bench.phases import (
+    Monitor,
+    Probe,
+    Sample,
+    end_offsets_total,
+    initial_sync,
+    send_probes,
+    verify,
+)
+from bench.pipeline import Pipeline, PipelineConfig, default_producer_processes
+from bench.plots import plot_cdf, plot_throughput
+from bench.queryclient import QueryClient
+from bench.report import Machine, Progress, Report, emit, json_option
+from bench.simclient import SimClient
+from bench.stats import mean, percentile, rates
+
+#: The --large preset: 10,000,000 resources, for a bigger box than this one.
+LARGE_PRESET: dict[str, Any] = {
+    "clusters": 10_000,
+    "objects": 1_000,
+    "producers": 40,
+    "partitions": 1,
+    "duration": 600.0,
+    "probes": 1_000,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class E2eConfig:
+    """One e2e run."""
+
+    clusters: int = 10  #: simulated clusters
+    objects: int = 1_000  #: objects per cluster
+    #: Changes per second across all clusters during the churn phase; None = 1 % of all
+    #: objects per minute (a busy but ordinary fleet).
+    churn_per_s: float | None = None
+    duration_s: float = 60.0  #: length of the churn phase, seconds
+    probes: int = 300  #: probe changes spread over the churn phase (latency samples)
+    producer_processes: int | None = None  #: None = one per 250 clusters
+    partitions: int = 3  #: partitions per cluster topic
+    seed: int = 1  #: simulator and probe seed
+    work_dir: Path = Path(".kubedelta/bench/e2e")  #: store, logs; emptied at start
+    baselines: bool = True  #: run the aiokafka / Quix / replay baselines afterwards
+    quix: bool = True  #: include Quix Streams in the baselines
+    plots: bool = True  #: write PNGs beside the JSON (needs matplotlib)
+    keep: bool = False  #: keep the topics and the store afterwards
+    #: Give up on the initial sync after this long, seconds (0 = scale with size).
+    sync_timeout_s: float = 0.0
+    settle_timeout_s: float = 120.0  #: after churn: wait this long for the view to catch up
+    sample_interval_s: float = 1.0  #: RSS and progress sampling period, seconds
+
+    def target_churn(self) -> float:
+        if self.churn_per_s is not None:
+            return self.churn_per_s
+        return self.clusters * self.objects * 0.01 / 60.0
+
+    def sync_timeout(self) -> float:
+        if self.sync_timeout_s > 0:
+            return self.sync_timeout_s
+        return 120.0 + self.clusters * self.objects / 500.0  # >= 500 objects/s or fail
+
+
+async def run_e2e(
+    cfg: E2eConfig,
+) -> tuple[dict[str, Any], dict[str, float | int | bool], dict[str, Any]]:
+    """Run every phase; returns (params, metrics, series for plots)."""
+    if cfg.work_dir.exists():
+        shutil.rmtree(cfg.work_dir)
+    cfg.work_dir.mkdir(parents=True)
+    producers = cfg.producer_processes or default_producer_processes(cfg.clusters)
+    pipeline = Pipeline(
+        PipelineConfig(
+            clusters=cfg.clusters,
+            objects=cfg.objects,
+            work_dir=cfg.work_dir,
+            producer_processes=producers,
+            partitions=cfg.partitions,
+            seed=cfg.seed,
+        )
+    )
+    churn_target = cfg.target_churn()
+    params: dict[str, Any] = {
+        "clusters": cfg.clusters,
+        "objects": cfg.objects,
+        "churn_target_per_s": round(churn_target, 3),
+        "duration_s": cfg.duration_s,
+        "probes": cfg.probes,
+        "producer_processes": producers,
+        "partitions": cfg.partitions,
+        "seed": cfg.seed,
+        "topic_prefix": pipeline.topic_prefix,
+    }
+    metrics: dict[str, float | int | bool] = {}
+    series: dict[str, Any] = {}
+    rng = random.Random(f"{cfg.seed}/probes")
+    try:
+        click.echo(f"simulator: generating {cfg.clusters} x {cfg.objects} objects ...", err=True)
+        sim_started = time.monotonic()
+        await pipeline.start_simulator(timeout_s=120.0 + cfg.clusters * cfg.objects / 5_000)
+        metrics["simulator_start_s"] = time.monotonic() - sim_started
+        await pipeline.start_consumer()
+        await pipeline.start_query()
+        async with (
+            SimClient(pipeline.sim_url) as sim,
+            QueryClient(pipeline.query_url, pipeline.config.token) as query,
+        ):
+            stats = await sim.stats(per_cluster=True)
+            expected = {name: int(c["objects"]) for name, c in stats["per_cluster"].items()}
+            metrics["objects_total"] = sum(expected.values())
+            pipeline.start_producers()
+            monitor = Monitor(pipeline, query, sim)
+            sync_s = await initial_sync(
+                monitor, expected, cfg.sync_timeout(), cfg.sample_interval_s
+            )
+            metrics["initial_sync_s"] = sync_s
+            metrics["initial_sync_objects_per_s"] = metrics["objects_total"] / sync_s
+            metrics["initial_topic_bytes"] = pipeline.topic_log_bytes()
+            metrics["bytes_per_object_initial"] = metrics["initial_topic_bytes"] / max(
+                1, metrics["objects_total"]
+            )
+            sync_end = len(monitor.samples)
+
+            # -- churn ---------------------------------------------------------------------
+            probe_prefix = f"kd-probe-{pipeline.topic_prefix[-6:]}-"
+            watcher = FeedWatcher(
+                pipeline.query_url, pipeline.config.token, name_prefix=probe_prefix
+            )
+            await watcher.start()
+            probes: list[Probe] = []
+            before = await monitor.sample()
+            churn_started = time.monotonic()
+            if churn_target > 0:
+                await sim.churn_start(churn_target)
+            prober = asyncio.create_task(
+                send_probes(
+                    sim,
+                    pipeline.config.cluster_names(),
+                    cfg.probes,
+                    cfg.duration_s,
+                    probe_prefix,
+                    rng,
+                    probes,
+                )
+            )
+            with Progress(int(cfg.duration_s), "churn") as progress:
+                while time.monotonic() - churn_started < cfg.duration_s:
+                    await asyncio.sleep(cfg.sample_interval_s)
+                    await monitor.sample()
+                    progress.advance(int(time.monotonic() - churn_started) - progress.done)
+            await prober
+            await sim.churn_stop()
+            after = await monitor.sample()
+            churn_elapsed = time.monotonic() - churn_started
+            churn_end = len(monitor.samples)
+            changes = after.churn_changes - before.churn_changes + len(probes)
+            metrics["churn_per_s"] = changes / churn_elapsed
+            wire = after.topic_bytes - before.topic_bytes
+            metrics["bytes_per_change"] = wire / changes if changes else math.nan
+
+            # -- settle ----------------------------------------------------------------------
+            settle_started = time.monotonic()
+            wanted = {(p.cluster, p.name) for p in probes}
+            while time.monotonic() - settle_started < cfg.settle_timeout_s:
+                seen = watcher.first_seen()
+                produced = await end_offsets_total(pipeline.bootstrap, pipeline.topic_prefix)
+                sample = await monitor.sample()
+                if wanted <= seen.keys() and sample.consumed >= produced:
+                    break
+                await asyncio.sleep(1.0)
+            metrics["settle_s"] = time.monotonic() - settle_started
+            seen = watcher.first_seen()
+            await watcher.stop()
+            latencies_ms = [
+                (seen[(p.cluster, p.name)] - p.sent_at) * 1000.0
+                for p in probes
+                if (p.cluster, p.name) in seen
+            ]
+            metrics["probes_sent"] = len(probes)
+            metrics["probes_seen"] = len(latencies_ms)
+            metrics["e2e_p50_ms"] = percentile(latencies_ms, 50)
+            metrics["e2e_p95_ms"] = percentile(latencies_ms, 95)
+            metrics["e2e_p99_ms"] = percentile(latencies_ms, 99)
+            metrics["e2e_mean_ms"] = mean(latencies_ms)
+            metrics["e2e_max_ms"] = max(latencies_ms, default=math.nan)
+
+            # -- verify ----------------------------------------------------------------------
+            click.echo("verifying: simulator state vs query API, object by object ...", err=True)
+            verify_started = time.monotonic()
+            differences, examples, compared = await verify(
+                sim, query, pipeline.config.cluster_names()
+            )
+            metrics["verify_s"] = time.monotonic() - verify_started
+            metrics["verified_objects"] = compared
+            metrics["differences"] = differences
+            metrics["verified"] = differences == 0
+            for example in examples:
+                click.echo(f"  difference: {example}", err=True)
+        pipeline.components.sample()
+        metrics.update(pipeline.disk_usage())
+        metrics.update(pipeline.memory_metrics())
+        series["samples"] = monitor.samples
+        series["sync_end"] = sync_end
+        series["churn_end"] = churn_end
+        series["latencies_ms"] = latencies_ms
+        pipeline.stop_services()
+
+        # -- baselines -------------------------------------------------------------------------
+        if cfg.baselines:
+            click.echo("baselines: aiokafka, quix, replay over the same topics ...", err=True)
+            metrics.update(
+                run_baselines(
+                    BaselineRun(
+                        pipeline.bootstrap,
+                        pipeline.topic_prefix,
+                        cfg.work_dir / "baselines",
+                        quix=cfg.quix,
+                    ),
+                    pipeline.components,
+                )
+            )
+    finally:
+        pipeline.components.stop_all()
+        if not cfg.keep:
+            with contextlib.suppress(Exception):
+                await pipeline.delete_topics()
+            shutil.rmtree(cfg.work_dir / "store", ignore_errors=True)
+            shutil.rmtree(cfg.work_dir / "baselines", ignore_errors=True)
+    return params, metrics, series
+
+
+def write_plots(json_path: Path, series: dict[str, Any]) -> list[Path]:
+    """Throughput over time and the latency CDF beside the JSON; [] without matplotlib."""
+    samples: list[Sample] = series.get("samples", [])
+    if not samples:
+        return []
+    written: list[Path] = []
+    visible = rates([(s.t, s.visible) for s in samples[: series["sync_end"]]])
+    consumed = rates([(s.t, s.consumed) for s in samples])
+    churn = rates([(s.t, s.churn_changes) for s in samples])
+    throughput = json_path.with_name(json_path.stem + "-throughput.png")
+    if plot_throughput(
+        throughput,
+        {
+            "objects visible/s (initial sync)": visible,
+            "records materialized/s": consumed,
+            "simulator changes/s (churn)": churn,
+        },
+        "kubedelta e2e throughput",
+        "per second",
+    ):
+        written.append(throughput)
+    cdf = json_path.with_name(json_path.stem + "-latency-cdf.png")
+    if plot_cdf(
+        cdf,
+        {"change -> visible in query API": series.get("latencies_ms", [])},
+        "end-to-end latency",
+        "ms",
+    ):
+        written.append(cdf)
+    return written
+
+
+@click.command("e2e")
+@click.option(
+    "--clusters", type=click.IntRange(min=1), default=None, help="Simulated clusters [10]."
+)
+@click.option(
+    "--objects", type=click.IntRange(min=1), default=None, help="Objects per cluster [1000]."
+)
+@click.option(
+    "--churn",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Changes/s over all clusters during the churn phase [1% of objects per minute].",
+)
+@click.option("--duration", type=click.FloatRange(min=1), default=None, help="Churn phase, s [60].")
+@click.option("--probes", type=click.IntRange(min=0), default=None, help="Latency probes [300].")
+@click.option(
+    "--producers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Producer processes [1 per 250 clusters].",
+)
+@click.option(
+    "--partitions", type=click.IntRange(min=1), default=None, help="Partitions per topic [3]."
+)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".kubedelta/bench/e2e"),
+    show_default=True,
+    help="Store and logs of the run (emptied first).",
+)
+@click.option("--baselines/--no-baselines", default=True, show_default=True)
+@click.option("--quix/--no-quix", default=True, show_default=True, help="Quix in the baselines.")
+@click.option("--plots/--no-plots", default=True, show_default=True)
+@click.option("--keep/--no-keep", default=False, show_default=True, help="Keep topics and store.")
+@click.option(
+    "--large",
+    is_flag=True,
+    help="Preset: 10,000 clusters x 1,000 objects (10M), 40 producers, 1 partition, "
+    "600 s churn. For a bigger box; explicit options still win.",
+)
+@json_option
+def command(
+    clusters: int | None,
+    objects: int | None,
+    churn: float | None,
+    duration: float | None,
+    probes: int | None,
+    producers: int | None,
+    partitions: int | None,
+    seed: int,
+    work_dir: Path,
+    baselines: bool,
+    quix: bool,
+    plots: bool,
+    keep: bool,
+    large: bool,
+    json_path: Path | None,
+) -> None:
+    """N clusters x M objects through producers, Kafka, consumer and query API."""
+    preset: dict[str, Any] = LARGE_PRESET if large else {}
+
+    def pick(value: Any, name: str, default: Any) -> Any:
+        return value if value is not None else preset.get(name, default)
+
+    cfg = E2eConfig(
+        clusters=pick(clusters, "clusters", 10),
+        objects=pick(objects, "objects", 1_000),
+        churn_per_s=churn,
+        duration_s=pick(duration, "duration", 60.0),
+        probes=pick(probes, "probes", 300),
+        producer_processes=pick(producers, "producers", None),
+        partitions=pick(partitions, "partitions", 3),
+        seed=seed,
+        work_dir=work_dir,
+        baselines=baselines,
+        quix=quix,
+        plots=plots,
+        keep=keep,
+    )
+    params, metrics, series = asyncio.run(run_e2e(cfg))
+    report = Report("e2e", params, metrics, Machine.current())
+    emit(report, json_path)
+    if plots and json_path is not None:
+        written = write_plots(json_path, series)
+        if written:
+            click.echo("plots: " + ", ".join(str(p) for p in written))
+        else:
+            click.echo("plots skipped: matplotlib is not installed (pip install -e '.[bench]')")
