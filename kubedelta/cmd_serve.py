@@ -24,7 +24,7 @@ import uvicorn
 import uvloop
 
 from deltas.errors import KubedeltaError
-from query.app import create_app
+from query.app import create_asgi
 from query.auth import load_tokens
 from query.config import QueryConfig
 from query.service import QueryService
@@ -156,7 +156,7 @@ async def _serve(service: QueryService, port: int, log_level: str) -> None:
     bound = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(service),
+            create_asgi(service),
             log_level=log_level,
             access_log=False,
             http="httptools",

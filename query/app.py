@@ -27,6 +27,7 @@ from deltas.errors import KubedeltaError
 from query import params as P
 from query.auth import Scope
 from query.errors import NotFoundError, QueryError, UnauthorizedError
+from query.fastpath import ASGIApp, with_fast_get
 from query.feed import FeedFilter
 from query.service import QueryService
 from query.spinnaker import ApplicationView, manifest, parse_resource_name
@@ -76,17 +77,17 @@ def _service(request: Request) -> QueryService:
     return service
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Scope:
     return _service(request).tokens.authenticate(request.headers.get("authorization"))
 
 
-def allow_params(*names: str) -> Callable[[Request], None]:
+def allow_params(*names: str) -> Callable[[Request], Awaitable[None]]:
     allowed = frozenset(names)
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:
         P.reject_unknown(request.query_params.keys(), allowed)
 
     return check
@@ -142,7 +143,7 @@ class ListParams:
     at: str | None
 
 
-def list_params(
+async def list_params(
     labelSelector: Annotated[
         str | None, Query(description="Kubernetes label selector, e.g. `app=web,tier!=db`")
     ] = None,
@@ -624,4 +625,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(exc_type, handler)
 
 
-__all__ = ["create_app", "not_found"]
+def create_asgi(service: QueryService) -> ASGIApp:
+    """What ``kubedelta serve`` runs: the app behind the object-GET fast path."""
+    return with_fast_get(create_app(service), service)
+
+
+__all__ = ["create_app", "create_asgi", "not_found"]

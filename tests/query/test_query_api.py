@@ -23,7 +23,7 @@ from query_support import (
 )
 
 from deltas import Op
-from query.app import create_app
+from query.app import create_asgi
 from query.service import QueryService
 
 POD = "/api/v1/clusters/{c}/objects/core/v1/Pod/{ns}/{name}"
@@ -68,7 +68,7 @@ def fresh(tmp_path: Path) -> Iterator[tuple[StoreWriter, QueryService]]:
 
 
 async def _client(service: QueryService) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(service))
+    transport = httpx.ASGITransport(app=create_asgi(service))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c
 

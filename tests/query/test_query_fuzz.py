@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import schemathesis
-from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from query_support import ADMIN, TEAM_A, StoreWriter, auth, open_service, sample_objects
 
-from query.app import create_app
+from query.app import create_asgi
+from query.fastpath import ASGIApp
 
 #: Bounded fuzzing: examples generated per operation (x2 tokens).
 EXAMPLES_PER_OPERATION = 30
@@ -26,18 +26,18 @@ ALLOWED = {200, 400, 401, 404, 410}
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
+def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ASGIApp]:
     root: Path = tmp_path_factory.mktemp("fuzz")
     writer = StoreWriter(root / "store")
     for cluster, objs in sample_objects().items():
         writer.write(cluster, objs)
     service = open_service(writer.path, root / "secondary")
-    yield create_app(service)
+    yield create_asgi(service)
     service.close()
     writer.close()
 
 
-def test_no_server_errors(fuzz_app: FastAPI) -> None:
+def test_no_server_errors(fuzz_app: ASGIApp) -> None:
     # Driven by hand rather than through schemathesis.pytest.from_fixture, which does
     # not work with pytest 9 (it reads the removed ``Function._nodeid``).
     schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app).exclude(path="/api/v1/watch")
