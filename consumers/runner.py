@@ -122,13 +122,12 @@ class Consumer:
     # -- one pass -------------------------------------------------------------------------
 
     async def run_pass(self) -> BatchOutcome:
-        """Fetch once and commit what was fetched (unless a rebalance made it stale)."""
-        fetched = await self.source.fetch()
+        """Fetch once and commit what was fetched."""
+        records = await self.source.fetch()
         outcome = BatchOutcome()
-        if fetched.records:
-            async with self.source.hold(fetched) as records:
-                if records:
-                    outcome = await self.applier.apply(records)
+        if records:
+            async with self.source.hold():
+                outcome = await self.applier.apply(records)
             self._stored.update(outcome.offsets)
             self._add_totals(outcome)
         await self._refresh_status()

@@ -11,10 +11,17 @@ partition it seeks to the view's stored next offset (or the beginning).
   partition to its stored offset, synchronously, before the next fetch.
 * **shard** mode subscribes by pattern in a real consumer group. On
   revocation the listener waits for the in-flight batch to commit (it takes
-  the batch lock) and bumps an epoch so batches fetched before the rebalance
-  are dropped (they are re-fetched from the stored offsets). On assignment
-  it forgets, from this shard's view, every partition it no longer owns, and
+  the batch lock, which a pass holds from plan to commit). On assignment it
+  forgets, from this shard's view, every partition it no longer owns, and
   seeks the assigned ones to their stored offsets.
+
+Records fetched before a rebalance never leak into the next assignment:
+aiokafka hands out buffered records only while their partition is assigned
+and its position equals the buffer's fetch offset, and a seek moves the
+position. So what ``getmany`` returns is consistent with the assignment at
+the moment it returns, and nothing yields between that moment and taking the
+batch lock. (Dropping such a batch instead would lose it: ``getmany`` has
+already advanced the positions past it.)
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -36,14 +42,6 @@ from deltas.keys import topic_pattern
 from store.records import SourceRecord
 
 Partition = tuple[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """Records of one fetch and the assignment epoch they were fetched under."""
-
-    epoch: int
-    records: list[SourceRecord]
 
 
 def to_source_records(batches: Mapping[TopicPartition, Sequence[Any]]) -> list[SourceRecord]:
@@ -108,7 +106,7 @@ class TopicSource:
         self._pattern = re.compile(topic_pattern(config.topic_prefix))
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()  # held while a batch is planned and committed
-        self._epoch = 0  # bumped on every revocation: older batches are dropped
+        self.rebalances = 0  #: revocations seen (shard mode)
         self._assigned: frozenset[TopicPartition] = frozenset()
         self._next_topic_check = 0.0
         self._listener_error: BaseException | None = None
@@ -157,13 +155,12 @@ class TopicSource:
             with contextlib.suppress(KafkaError):
                 await consumer.stop()
 
-    async def fetch(self) -> Fetched:
+    async def fetch(self) -> list[SourceRecord]:
         """One getmany over every assigned partition (after a topic scan in replica mode)."""
         self._raise_listener_error()
         consumer = self.consumer
         if self._config.mode is ConsumerMode.REPLICA:
             await self._maybe_rescan_topics(consumer)
-        epoch = self._epoch
         try:
             batches = await consumer.getmany(
                 timeout_ms=self._config.getmany_timeout_ms,
@@ -171,14 +168,14 @@ class TopicSource:
             )
         except KafkaError as exc:
             raise kafka_failure(exc, "fetching records failed") from exc
-        return Fetched(epoch, to_source_records(batches))
+        return to_source_records(batches)
 
     @contextlib.asynccontextmanager
-    async def hold(self, fetched: Fetched) -> AsyncIterator[list[SourceRecord]]:
-        """Hold the batch lock; yields the records still owned (empty after a rebalance)."""
+    async def hold(self) -> AsyncIterator[None]:
+        """The batch lock: a revocation waits until the batch holding it is committed."""
         async with self._lock:
             self._raise_listener_error()
-            yield fetched.records if fetched.epoch == self._epoch else []
+            yield
 
     def highwater(self, tp: TopicPartition) -> int | None:
         """Latest high watermark the brokers reported for ``tp`` (no I/O)."""
@@ -224,11 +221,10 @@ class TopicSource:
 
     async def _on_revoked(self) -> None:
         async with self._lock:  # waits for the in-flight batch to be committed
-            self._epoch += 1
+            self.rebalances += 1
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._lock:
-            self._epoch += 1
             stored = self._resume_offsets()
             lost = {p for p in stored if TopicPartition(*p) not in assigned}
             if lost:

@@ -20,7 +20,7 @@ from consumers.runner import Consumer
 from consumers.source import list_partitions
 from deltas import BodyEncoding, Delta, Op, ResourceKey, encode, partition_for, topic_for
 from plumbing.kafka import KafkaConnection, TopicSpec, ensure_topics
-from store import StoreOptions, View
+from store import StoreOptions, View, ViewReads
 
 SESSION = "test-session"
 
@@ -241,3 +241,19 @@ class Running:
             return all(stored.get(p, 0) >= o for p, o in targets.items())
 
         await self.until(reached, timeout_s)
+
+
+ObjectId = tuple[str, str, str, str, str]
+
+
+def all_objects(view: ViewReads) -> dict[ObjectId, bytes]:
+    """Every object of the view: (cluster, group, kind, namespace, name) -> body."""
+    found: dict[ObjectId, bytes] = {}
+    cursor: bytes | None = None
+    while True:
+        page = view.list_objects(after=cursor, limit=10_000)
+        for item in page.items:
+            found[(item.cluster, item.group, item.kind, item.namespace, item.name)] = item.body
+        if page.next_cursor is None:
+            return found
+        cursor = page.next_cursor

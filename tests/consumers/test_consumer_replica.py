@@ -52,3 +52,26 @@ async def test_live_view_equals_replay_byte_for_byte(kafka_bootstrap: str, tmp_p
         ("alpha", 3_000 - 300, 1)
     ]
     assert live_objects.object_count == 3_000 - 300
+
+
+async def test_a_new_cluster_topic_is_picked_up_without_restart(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+    log = LogBuilder(prefix, 2)
+    alpha, beta = topic_for("alpha", prefix), topic_for("beta", prefix)
+    await create_topics(kafka_bootstrap, [alpha], partitions=2)
+    await produce(kafka_bootstrap, [log.upsert("alpha", i) for i in range(500)])
+    async with Running(config(tmp_path / "v", kafka_bootstrap, prefix)) as live:
+        await live.until_offsets(await end_offsets(kafka_bootstrap, [alpha]))
+        await live.until(lambda: live.consumer.ready)
+        # The cluster appears while the consumer runs.
+        await create_topics(kafka_bootstrap, [beta], partitions=2)
+        await produce(kafka_bootstrap, [log.upsert("beta", i) for i in range(300)])
+        await live.until_offsets(await end_offsets(kafka_bootstrap, [alpha, beta]))
+        assert sorted(live.view.clusters()) == ["alpha", "beta"]
+        beta_status = live.view.cluster_status("beta")
+        assert beta_status is not None and beta_status.object_count == 300
+        # Alpha was not re-read when the assignment grew: each record applied once.
+        assert live.consumer.totals.skipped == 0
+        assert live.consumer.totals.applied == 800
