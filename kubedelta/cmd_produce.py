@@ -67,7 +67,7 @@ class ProduceSettings(BaseSettings):
     linger_ms: float = 5.0
     batch_bytes: int = 1024 * 1024
     buffer_records: int = 100_000
-    buffer_bytes: int = 64 * 1024 * 1024
+    buffer_bytes: int = 32 * 1024 * 1024
     include_kinds: str = ""
     exclude_kinds: str = ",".join(DEFAULT_EXCLUDED_KINDS)
     include_namespaces: str = ""

@@ -66,6 +66,7 @@ class ClusterProducer:
         self.factory: RecordFactory | None = None
         self.api: KubeApi | None = None
         self.restore_stats = RestoreStats()
+        self.restored_objects = 0  #: live objects the topic held at start
         self.started_at = 0.0  #: monotonic time the first LIST began
         self.ready_at = 0.0  #: monotonic time readiness was first reached
 
@@ -108,6 +109,7 @@ class ClusterProducer:
                 if stats is None:
                     return
                 self.restore_stats = stats
+                self.restored_objects = len(ledger)
                 self._metrics.restored_objects.labels(self.cluster).set(len(ledger))
             self.factory = RecordFactory(self.cluster, partitions, self.session)
             self.sink = KafkaSink(

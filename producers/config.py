@@ -71,7 +71,7 @@ class WatchConfig:
     backoff: Backoff = field(default_factory=Backoff)  #: 0.8 s doubling to 30 s, jittered
     #: Kinds listed at the same time during (re)sync: bounds API server load and our
     #: memory (a page of 500 Pods is ~1 MB of JSON).
-    list_concurrency: int = 4
+    list_concurrency: int = 2
     discovery_interval_s: float = 30.0  #: how often new/removed kinds (CRDs) are noticed
 
     def __post_init__(self) -> None:
@@ -114,7 +114,7 @@ class SinkConfig:
     #: Bound of records not yet acknowledged by Kafka. When reached, the watches
     #: pause (backpressure); nothing is dropped.
     buffer_max_records: int = 100_000
-    buffer_max_bytes: int = 64 * 1024 * 1024  #: same, in encoded record bytes
+    buffer_max_bytes: int = 32 * 1024 * 1024  #: same, in encoded record bytes
     flush_timeout_s: float = 30.0  #: at SIGTERM, wait this long for acknowledgements
     backoff: Backoff = field(
         default_factory=lambda: Backoff(initial_s=0.2, cap_s=10.0)

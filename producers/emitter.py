@@ -16,7 +16,7 @@ from producers.kinds import KindRef, NamespaceFilter
 from producers.ledger import KindLedger
 from producers.metrics import KindMetrics
 from producers.records import OutRecord, RecordFactory
-from producers.strip import body_of, fingerprint, resource_version_of, strip_object
+from producers.strip import body_of, fingerprint_of_body, resource_version_of, strip_object
 
 
 class RecordSink(Protocol):
@@ -58,8 +58,11 @@ class KindEmitter:
         return self._relist_id
 
     def listed(self, obj: dict[str, Any], observed: float) -> None:
-        self._metrics.listed.inc()
+        """One LIST item (the reflector counts them per page)."""
         self._upsert(obj, observed)
+
+    def count_listed(self, count: int) -> None:
+        self._metrics.listed.inc(count)
 
     def end_relist(self) -> int:
         """DELETE what vanished, then RELIST_END everywhere; returns the last seq used."""
@@ -120,18 +123,19 @@ class KindEmitter:
         name = str(meta["name"])
         key_bytes = identity_bytes(ref.group, ref.kind, namespace, name)
         strip_object(obj, group=ref.group, version=ref.version, kind=ref.kind, config=self._strip)
-        fp = fingerprint(obj)
+        body = body_of(obj)
+        rv = resource_version_of(obj)
+        fp = fingerprint_of_body(body, rv)
         if self.ledger.unchanged(key_bytes, fp):
             self._metrics.unchanged.inc()
             return
-        rv = resource_version_of(obj)
         partition = partition_for(key_bytes, self._partitions)
         record = self._factory.upsert(
             ResourceKey(ref.group, ref.version, ref.kind, namespace, name),
             key_bytes,
             partition,
             obj,
-            body_of(obj),
+            body,
             fp,
             rv,
             observed,

@@ -92,7 +92,8 @@ class ProducerMetrics:
         )
         self.ack_latency = Histogram(
             "kubedelta_producer_ack_latency_seconds",
-            "From observing a change (watch event, list item) to Kafka's acknowledgement",
+            "From observing a change (watch event, list item) to Kafka's acknowledgement; "
+            "one observation per record batch, its oldest record",
             ["cluster"],
             buckets=_LATENCY_BUCKETS,
             registry=registry,

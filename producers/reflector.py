@@ -133,7 +133,9 @@ class Reflector:
                 observed = time.monotonic()
                 doc = orjson.loads(raw)
                 del raw
-                for item in doc.get("items") or ():
+                items = doc.get("items") or ()
+                emitter.count_listed(len(items))
+                for item in items:
                     if not sink.has_room():
                         await sink.wait_for_room()
                     emitter.listed(item, observed)

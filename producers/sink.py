@@ -280,11 +280,11 @@ class KafkaSink:
     def _acknowledged(self, partition: int, count: int, batch_bytes: int) -> None:
         done = self._buffer.acknowledge(partition, count)
         now = time.monotonic()
-        observe = self._m_latency.observe
-        size = 0
-        for record in done:
-            observe(now - record.observed)
-            size += record.size
+        if done:
+            # The batch's oldest record: its worst latency (one observation per batch
+            # keeps the histogram off the hot path at 20k records/s).
+            self._m_latency.observe(now - min(r.observed for r in done))
+        size = sum(r.size for r in done)
         self.acked_records += len(done)
         self._m_acked.inc(len(done))
         self._m_bytes.inc(size)

@@ -106,31 +106,27 @@ def resource_version_of(obj: dict[str, Any]) -> str:
     return ""
 
 
-def fingerprint(obj: dict[str, Any]) -> bytes:
-    """8-byte BLAKE2b of the sorted-key JSON of ``obj`` without its resourceVersion.
-
-    The object is restored afterwards (the resourceVersion is popped and put back).
-    """
-    meta = obj.get("metadata")
-    if isinstance(meta, dict) and "resourceVersion" in meta:
-        rv = meta.pop("resourceVersion")
-        try:
-            payload = orjson.dumps(obj, option=_SORT)
-        finally:
-            meta["resourceVersion"] = rv
-    else:
-        payload = orjson.dumps(obj, option=_SORT)
-    return hashlib.blake2b(payload, digest_size=FINGERPRINT_SIZE).digest()
-
-
 def body_of(obj: dict[str, Any]) -> bytes:
     """The body bytes sent: sorted-key JSON (``BodyEncoding.JSON``), stored as-is downstream."""
     return orjson.dumps(obj, option=_SORT)
 
 
-def fingerprint_of_body(body: bytes) -> bytes:
-    """The fingerprint of a body read back from the topic (same value as at send time)."""
-    obj = orjson.loads(body)
-    if not isinstance(obj, dict):
-        raise ValueError("body is not a JSON object")
-    return fingerprint(obj)
+def fingerprint_of_body(body: bytes, resource_version: str) -> bytes:
+    """8-byte BLAKE2b of ``body`` with its own ``"resourceVersion":"<rv>"`` member cut out.
+
+    Works on bytes, so the producer serializes each object once and a restarted
+    producer can fingerprint bodies it reads back without parsing them. The body
+    is sorted-key JSON, so metadata's resourceVersion follows at least ``name``
+    and the member is always preceded by a comma. Only the first occurrence of
+    exactly this member with exactly this value is cut: another field would have
+    to hold the object's own, current resourceVersion to be affected.
+    """
+    if resource_version:
+        member = b',"resourceVersion":' + orjson.dumps(resource_version)
+        body = body.replace(member, b"", 1)
+    return hashlib.blake2b(body, digest_size=FINGERPRINT_SIZE).digest()
+
+
+def fingerprint(obj: dict[str, Any]) -> bytes:
+    """The fingerprint of an (already stripped) object: see :func:`fingerprint_of_body`."""
+    return fingerprint_of_body(body_of(obj), resource_version_of(obj))

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
@@ -232,6 +233,4 @@ def simulator_fingerprints(
 
 
 def topic_fingerprints(bodies: dict[bytes, bytes]) -> dict[bytes, bytes]:
-    from producers.strip import fingerprint_of_body
-
-    return {k: fingerprint_of_body(v) for k, v in bodies.items()}
+    return {k: fingerprint(orjson.loads(v)) for k, v in bodies.items()}

@@ -93,7 +93,26 @@ def test_body_is_sorted_json_and_its_fingerprint_can_be_recomputed() -> None:
     body = body_of(obj)
     assert body == orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
     assert orjson.loads(body)["metadata"]["resourceVersion"] == "9"
-    assert fingerprint_of_body(body) == fingerprint(obj)
+    assert fingerprint_of_body(body, "9") == fingerprint(obj)
+
+
+def test_fingerprint_cuts_only_the_objects_own_resource_version() -> None:
+    event = {
+        "involvedObject": {"kind": "Pod", "name": "x", "resourceVersion": "41"},
+        "metadata": {"name": "e", "resourceVersion": "50"},
+    }
+    moved = copy.deepcopy(event)
+    moved["involvedObject"]["resourceVersion"] = "42"
+    assert fingerprint(event) != fingerprint(moved)
+    bumped = copy.deepcopy(event)
+    bumped["metadata"]["resourceVersion"] = "51"
+    assert fingerprint(event) == fingerprint(bumped)
+
+
+def test_fingerprint_of_escaped_resource_version() -> None:
+    obj = {"metadata": {"name": "a", "resourceVersion": 'r"1\\'}}
+    other = {"metadata": {"name": "a", "resourceVersion": "2"}}
+    assert fingerprint(obj) == fingerprint(other)
 
 
 def secret(value: str) -> dict[str, Any]:

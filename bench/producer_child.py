@@ -1,0 +1,174 @@
+"""The producer under benchmark, in its own process (so its RSS and CPU are its own).
+
+Runs ``producers.agent.run_producers`` exactly as ``kubedelta produce`` does, plus
+hooks for measurement: one JSON line on stdout when ready, latency samples from
+watch event to Kafka acknowledgement, and a stats file at exit.
+SIGUSR1 clears the latency samples (start of a measurement window); SIGTERM stops
+(flushing to Kafka, as in production).
+
+    python -m bench.producer_child --api-url URL --bootstrap HOST:PORT --topic-prefix P \
+        --stats PATH [--compression zstd] [--profile PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from plumbing.kafka import KafkaConnection
+from producers.agent import ClusterProducer, freeze_heap, run_producers, tune_gc
+from producers.config import (
+    ApiConnectionConfig,
+    ProducerConfig,
+    SinkConfig,
+    TopicConfig,
+)
+from producers.metrics import ProducerMetrics
+from producers.records import OutRecord
+
+
+class Samples:
+    """Ack latencies of object records (markers and digests excluded), in seconds."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.records = 0
+
+    def on_ack(self, records: list[OutRecord], now: float) -> None:
+        for record in records:
+            if record.op in ("upsert", "delete"):
+                self.latencies.append(now - record.observed)
+        self.records += len(records)
+
+    def reset(self) -> None:
+        self.latencies = []
+        self.records = 0
+
+    def summary(self) -> dict[str, float]:
+        values = sorted(self.latencies)
+        if not values:
+            return {"count": 0}
+
+        def pct(p: float) -> float:
+            return values[min(len(values) - 1, int(p * len(values)))] * 1000.0
+
+        return {
+            "count": len(values),
+            "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99),
+            "max_ms": values[-1] * 1000.0,
+        }
+
+
+def write(path: str, text: str) -> None:
+    Path(path).write_text(text)
+
+
+def counter(registry: CollectorRegistry, name: str) -> float:
+    total = 0.0
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == name:
+                total += sample.value
+    return total
+
+
+async def main(args: argparse.Namespace) -> None:
+    config = ProducerConfig(
+        cluster=args.cluster,
+        kafka=KafkaConnection(bootstrap_servers=args.bootstrap, client_id="kubedelta-bench"),
+        api=ApiConnectionConfig(url=args.api_url),
+        topic=TopicConfig(prefix=args.topic_prefix, partitions=args.partitions),
+        sink=SinkConfig(compression=args.compression, linger_ms=args.linger_ms),
+    )
+    registry = CollectorRegistry()
+    samples = Samples()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, samples.reset)
+    running: list[ClusterProducer] = []
+    profiler: Any = None
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(async_mode="disabled")
+        profiler.start()
+
+    async def report_ready() -> None:
+        while not (running and running[0].ready()):  # noqa: ASYNC110 (a predicate, no event)
+            await asyncio.sleep(0.02)
+        p = running[0]
+        if profiler is not None:
+            profiler.stop()
+            write(args.profile, profiler.output_text(unicode=True, show_all=False))
+        freeze_heap()
+        line = {
+            "event": "ready",
+            "sync_s": p.ready_at - p.started_at,
+            "objects": len(p.ledger) if p.ledger is not None else 0,
+            "kinds": len(p.watched_kinds()),
+            "restored": p.restored_objects,
+            "restore_records": p.restore_stats.records,
+            "records_acked": samples.records,
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+        print(json.dumps(line), flush=True)
+
+    watcher = asyncio.create_task(report_ready())
+    began = time.monotonic()
+    await run_producers(
+        [config], ProducerMetrics(registry), stop, on_ack=samples.on_ack, started=running.extend
+    )
+    watcher.cancel()
+    stats = {
+        "latency": samples.summary(),
+        "records_acked_window": samples.records,
+        "records_acked_total": counter(registry, "kubedelta_producer_records_acked_total"),
+        "record_bytes_acked": counter(registry, "kubedelta_producer_record_bytes_acked_total"),
+        "batch_bytes_acked": counter(registry, "kubedelta_producer_batch_bytes_acked_total"),
+        "upserts_sent": sum(
+            s.value
+            for f in registry.collect()
+            for s in f.samples
+            if s.name == "kubedelta_producer_records_sent_total" and s.labels.get("op") == "upsert"
+        ),
+        "deletes_sent": sum(
+            s.value
+            for f in registry.collect()
+            for s in f.samples
+            if s.name == "kubedelta_producer_records_sent_total" and s.labels.get("op") == "delete"
+        ),
+        "backpressure_waits": counter(registry, "kubedelta_producer_backpressure_waits_total"),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "wall_s": time.monotonic() - began,
+    }
+    write(args.stats, json.dumps(stats, indent=2))
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--api-url", required=True)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic-prefix", required=True)
+    parser.add_argument("--stats", required=True)
+    parser.add_argument("--cluster", default="c1")
+    parser.add_argument("--compression", default="zstd")
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--linger-ms", type=float, default=5.0)
+    parser.add_argument("--profile", default="")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    tune_gc()
+    asyncio.run(main(parse(sys.argv[1:])))
