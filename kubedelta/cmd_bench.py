@@ -13,6 +13,9 @@ from bench import baselines as bench_baselines
 from bench import codec as bench_codec
 from bench import e2e as bench_e2e
 from bench import poller as bench_poller
+from bench import query as bench_query
+from bench import producer as bench_producer
+from bench import store_apply as bench_store_apply
 
 
 @click.group()
@@ -21,7 +24,10 @@ def bench() -> None:
 
 
 bench.add_command(bench_codec.command)
+bench.add_command(bench_producer.command)
+bench.add_command(bench_store_apply.command)
 bench.add_command(bench_e2e.command)
 bench.add_command(bench_poller.command)
+bench.add_command(bench_query.command)
 bench.add_command(bench_baselines.command)
 bench.add_command(bench_baselines.worker_command)
