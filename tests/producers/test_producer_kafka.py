@@ -14,6 +14,7 @@ import orjson
 import pytest
 from producer_harness import (
     FAST_WATCH,
+    Rec,
     end_offsets,
     latest_bodies,
     producer_config,
@@ -25,7 +26,7 @@ from producer_harness import (
     wait_until,
 )
 
-from deltas import Op, decode
+from deltas import Op, RunningDigest, decode
 from plumbing import broker
 from producers.config import FilterConfig, SinkConfig
 from simulator import ClusterState, Simulator, SimulatorConfig
@@ -106,6 +107,33 @@ async def test_410_with_deletes_in_the_gap_sends_exact_tombstones_and_only_chang
         await running.close()
 
 
+def last_digests(records: list[Rec]) -> dict[int, tuple[int, int]]:
+    out = {}
+    for rec in records:
+        if rec.value is not None and rec.key.startswith(b"\xffdigest"):
+            marker = decode(rec.value).digest
+            assert marker is not None and marker.partition == rec.partition
+            out[rec.partition] = (marker.count, marker.hash)
+    return out
+
+
+def digests_of_latest_state(records: list[Rec]) -> dict[int, tuple[int, int]]:
+    latest: dict[bytes, tuple[int, str] | None] = {}
+    for rec in records:
+        if rec.key.startswith(b"\xff"):
+            continue
+        if rec.value is None:
+            latest[rec.key] = None
+            continue
+        delta = decode(rec.value)
+        latest[rec.key] = (rec.partition, delta.resource_version) if delta.op is Op.UPSERT else None
+    digests: dict[int, RunningDigest] = {}
+    for key, entry in latest.items():
+        if entry is not None:
+            digests.setdefault(entry[0], RunningDigest()).add(key, entry[1])
+    return {p: (d.count, d.hash) for p, d in digests.items()}
+
+
 def _gk(obj: dict[str, Any]) -> tuple[str, str]:
     return str(obj["apiVersion"]).rpartition("/")[0], str(obj["kind"])
 
@@ -159,6 +187,8 @@ async def test_restart_resends_only_what_changed_while_down(kafka_bootstrap: str
         assert topic_fingerprints(latest_bodies(everything)) == simulator_fingerprints(
             c, [("", "Pod"), ("", "ConfigMap")], config
         )
+        # The DIGEST sent after the sync describes exactly what each partition holds.
+        assert last_digests(everything) == digests_of_latest_state(everything)
         await second.close()
 
 
