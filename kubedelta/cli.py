@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from kubedelta import cmd_bench, cmd_kafka, cmd_produce, cmd_serve, cmd_simulate
+from kubedelta import cmd_bench, cmd_consume, cmd_kafka, cmd_produce, cmd_serve, cmd_simulate
 
 
 @click.group()
@@ -22,3 +22,5 @@ main.add_command(cmd_bench.bench)
 main.add_command(cmd_simulate.simulate)
 main.add_command(cmd_produce.produce)
 main.add_command(cmd_serve.serve)
+main.add_command(cmd_consume.consume)
+main.add_command(cmd_consume.replay)
