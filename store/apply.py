@@ -46,6 +46,7 @@ _DELETE = Op.DELETE
 _TOMBSTONE = 0  # work kind for a Kafka tombstone (no header)
 _OP_UPSERT = int(Op.UPSERT)
 _OP_DELETE = int(Op.DELETE)
+_MSGPACK = BodyEncoding.MSGPACK
 
 
 @dataclass(slots=True)
@@ -128,26 +129,48 @@ class Planner:
         self.rejected.append(Rejected(rec, reason))
 
     def _validate(self, records: Sequence[SourceRecord]) -> tuple[list[tuple[Any, ...]], int]:
-        """Work items in log order: (op, record, header, objkey, cluster, body)."""
+        """Work items in log order: (op, record, header, objkey, cluster, body).
+
+        Records arrive in runs of one partition (a consumer poll is grouped by partition),
+        so the per-partition state (next offset, cluster, producer session) is looked up
+        once per run and written back when the run ends.
+        """
         work: list[tuple[Any, ...]] = []
+        append = work.append
         skipped = 0
         up_offsets = self.up.offsets
         offsets = self.st.offsets
         up_sessions = self.up.sessions
         sessions = self.st.sessions
-        topics = self.topics.get
         max_body = self.opts.max_body_bytes
         reject = self._reject
+        run_topic: str | None = None
+        run_part = -1
+        nxt = 0
+        cluster: str | None = None
+        why = ""
+        cut = 0
+        sess: tuple[str, int] | None = None
+        sess_dirty = False
         for rec in records:
-            tp = (rec.topic, rec.partition)
-            nxt = up_offsets.get(tp)
-            if nxt is None:
-                nxt = offsets.get(tp, 0)
+            part = rec.partition
+            if part != run_part or rec.topic != run_topic:
+                if run_topic is not None:
+                    up_offsets[(run_topic, run_part)] = nxt
+                    if sess_dirty and sess is not None:
+                        up_sessions[(cluster, run_part)] = sess  # type: ignore[index]
+                run_topic, run_part = rec.topic, part
+                tp = (run_topic, part)
+                got = up_offsets.get(tp)
+                nxt = got if got is not None else offsets.get(tp, 0)
+                cluster, why = self.topics.get(run_topic)
+                cut = len(cluster) + 1 if cluster is not None else 0
+                sess = up_sessions.get((cluster, part)) or sessions.get((cluster, part))  # type: ignore[arg-type]
+                sess_dirty = False
             if rec.offset < nxt:
                 skipped += 1
                 continue
-            up_offsets[tp] = rec.offset + 1
-            cluster, why = topics(rec.topic)
+            nxt = rec.offset + 1
             if cluster is None:
                 reject(rec, why)
                 continue
@@ -172,12 +195,12 @@ class Planner:
             if op is _UPSERT or op is _DELETE:
                 k = h.key
                 objkey = f"{cluster}\x00{k.group}\x00{k.kind}\x00{k.namespace}\x00{k.name}".encode()
-                if rec.key is not None and rec.key != objkey[len(cluster) + 1 :]:
+                if rec.key is not None and rec.key != objkey[cut:]:
                     reject(rec, f"Kafka key {rec.key!r} does not match the record's identity")
                     continue
                 if op is _UPSERT:
                     body = value[h.body_offset :]
-                    if h.body_encoding is BodyEncoding.MSGPACK:
+                    if h.body_encoding is _MSGPACK:
                         try:
                             body = orjson.dumps(msgpack.unpackb(body, raw=False))
                         except Exception as exc:  # msgpack/orjson raise many types
@@ -187,28 +210,29 @@ class Planner:
                 objkey = b""
                 if op is Op.DIGEST:
                     assert h.digest is not None
-                    if h.digest.partition != rec.partition:
+                    if h.digest.partition != part:
                         reject(
                             rec,
                             f"DIGEST describes partition {h.digest.partition} but arrived on "
-                            f"partition {rec.partition}",
+                            f"partition {part}",
                         )
                         continue
             session = h.session
             if session:
-                sk = (cluster, rec.partition)
-                last = up_sessions.get(sk)
-                if last is None:
-                    last = sessions.get(sk)
-                if last is not None and last[0] == session and h.seq <= last[1]:
+                if sess is not None and sess[0] == session and h.seq <= sess[1]:
                     reject(
                         rec,
-                        f"producer sequence went backwards: seq {h.seq} <= last seq {last[1]} "
-                        f"of session {session!r} on partition {rec.partition}",
+                        f"producer sequence went backwards: seq {h.seq} <= last seq {sess[1]} "
+                        f"of session {session!r} on partition {part}",
                     )
                     continue
-                up_sessions[sk] = (session, h.seq)
-            work.append((op, rec, h, objkey, cluster, body))
+                sess = (session, h.seq)
+                sess_dirty = True
+            append((op, rec, h, objkey, cluster, body))
+        if run_topic is not None:
+            up_offsets[(run_topic, run_part)] = nxt
+            if sess_dirty and sess is not None:
+                up_sessions[(cluster, run_part)] = sess  # type: ignore[index]
         return work, skipped
 
     def _validate_tombstone(
@@ -251,35 +275,32 @@ class Planner:
     def plan(self, records: Sequence[SourceRecord]) -> ApplyPlan:
         work, skipped = self._validate(records)
         self._read(work)
-        applied = 0
-        for item in work:
-            op = item[0]
-            applied += 1
-            rec = item[1]
-            cluster = item[4]
-            t = self.touched.get(cluster)
-            if t is None:
-                t = self.touched[cluster] = [0, 0]
+        applied = len(work)
+        touched = self.touched
+        upsert = self._upsert
+        last_cluster = None
+        t = [0, 0]
+        for op, rec, h, objkey, cluster, body in work:
+            if cluster is not last_cluster:
+                last_cluster = cluster
+                t = touched.get(cluster) or touched.setdefault(cluster, [0, 0])
             if rec.timestamp_ms > t[1]:
                 t[1] = rec.timestamp_ms
             if op is _UPSERT:
-                h = item[2]
                 if h.event_time_ms > t[0]:
                     t[0] = h.event_time_ms
-                self._upsert(rec, h, item[3], cluster, item[5])
+                upsert(rec, h, objkey, cluster, body)
             elif op is _DELETE:
-                h = item[2]
                 if h.event_time_ms > t[0]:
                     t[0] = h.event_time_ms
-                if not self._delete(item[3], cluster, h.event_time_ms):
+                if not self._delete(objkey, cluster, h.event_time_ms):
                     self.unchanged += 1
             elif op is _TOMBSTONE:
-                if not self._delete(item[3], cluster, rec.timestamp_ms):
+                if not self._delete(objkey, cluster, rec.timestamp_ms):
                     self.unchanged += 1
             elif op is None:
                 self.unchanged += 1
             else:
-                h = item[2]
                 if h.event_time_ms > t[0]:
                     t[0] = h.event_time_ms
                 self._control(rec, h, cluster)
@@ -322,9 +343,6 @@ class Planner:
         if rs is None:
             rs = self.st.relists.get(key, NO_RELIST)
         return rs
-
-    def _change(self, op: int, objkey: bytes, rv: str, event_ms: int) -> None:
-        self.feed.append((op, event_ms, objkey, rv))
 
     def _history(self, objkey: bytes, old_meta: bytes, end_ms: int, end_op: int) -> None:
         """Keep the version that ``end_ms`` ends, unless it is already past retention."""
@@ -445,7 +463,7 @@ class Planner:
         overlay[objkey] = meta
         if self.keep_history:
             self.bodies[objkey] = body
-        self._change(_OP_UPSERT, objkey, h.resource_version, h.event_time_ms)
+        self.feed.append((_OP_UPSERT, h.event_time_ms, objkey, h.resource_version))
 
     def _delete(self, objkey: bytes, cluster: str, event_ms: int) -> bool:
         """Delete the object if present (as of this point of the batch); False if absent."""
@@ -476,7 +494,7 @@ class Planner:
         batch.delete(objkey, self.h_objects)
         batch.delete(objkey, self.h_objmeta)
         self.overlay[objkey] = None
-        self._change(_OP_DELETE, objkey, "", event_ms)
+        self.feed.append((_OP_DELETE, event_ms, objkey, ""))
         return True
 
     # -- control records -----------------------------------------------------------------

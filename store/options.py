@@ -33,7 +33,7 @@ class StoreOptions:
     write_buffer_bytes: int = 64 * MIB
     #: Cap on all memtables together, bytes (RocksDB ``db_write_buffer_size``): the largest
     #: memtable is flushed when it is reached, so 9 CFs cannot each hold 64 MiB.
-    total_write_buffer_bytes: int = 160 * MIB
+    total_write_buffer_bytes: int = 128 * MIB
     #: Shared LRU block cache for all CFs, bytes. Index and filter blocks live in it too,
     #: so this is the bound on read-side memory (the consumer stays <= 400 MB RSS).
     block_cache_bytes: int = 96 * MIB
