@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import click
 
-from kubedelta import cmd_bench, cmd_consume, cmd_kafka, cmd_produce, cmd_serve, cmd_simulate
+from kubedelta import (
+    cmd_bench,
+    cmd_cluster,
+    cmd_consume,
+    cmd_kafka,
+    cmd_produce,
+    cmd_serve,
+    cmd_simulate,
+)
 
 
 @click.group()
@@ -18,6 +26,8 @@ def main() -> None:
 
 
 main.add_command(cmd_kafka.kafka)
+main.add_command(cmd_cluster.cluster)
+main.add_command(cmd_cluster.consumer_identity)
 main.add_command(cmd_bench.bench)
 main.add_command(cmd_simulate.simulate)
 main.add_command(cmd_produce.produce)

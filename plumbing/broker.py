@@ -20,10 +20,28 @@ SIGTERM (Kafka's clean shutdown) and falls back to SIGKILL.
 Readiness is checked with a minimal Kafka Metadata request over a plain socket
 (see :func:`encode_metadata_request`), which only succeeds once the broker has
 registered with its controller and serves client requests.
+
+Two options change the layout (recorded in ``formatted-for`` so ``status`` and
+``stop`` find every node again):
+
+* ``secure``: the client listener is SASL_SSL (SCRAM-SHA-512; with ``mtls``
+  clients must also present a certificate from the local CA), ACLs are enforced
+  by the StandardAuthorizer (super users: the admin and the brokers, nobody
+  else is allowed anything without an ACL), the controller listener is a
+  separate mutual-TLS listener, and brokers talk to each other over the
+  SASL_SSL listener as the admin, whose SCRAM credential is written into the
+  metadata log at format time (``--add-scram``). The CA, the broker certificate
+  (``tls/``) and the admin password (``admin.password``) live in the home.
+* ``brokers=N`` (N > 1): N combined broker+controller nodes (a static N-voter
+  quorum) on consecutive client ports ``port..port+N-1`` and controller ports
+  ``controller_port..controller_port+N-1``, each with its own folder
+  ``node-<id>/`` (data, logs, config, pid); replication factor min(N, 3) and
+  ``min.insync.replicas=2`` by default.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -32,18 +50,23 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import time
 import uuid
 from base64 import urlsafe_b64encode
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
 
 from deltas.errors import KubedeltaError
+from plumbing.certs import TlsFiles, ensure_broker_tls
+from plumbing.identity import ADMIN_USER, BROKER_CN, SCRAM_MECHANISM, new_password
+from plumbing.kafka import KafkaConnection
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 """The checkout this module belongs to: home of ``deploy/kafka/pom.xml`` and ``.kubedelta/``."""
@@ -70,15 +93,15 @@ class LocalBrokerConfig:
     """Where the local broker lives and how it runs. All paths absolute."""
 
     home: Path = PROJECT_ROOT / ".kubedelta" / "kafka"
-    """Folder holding jars, data, config, logs and pid file; one broker per home."""
+    """Folder holding jars, data, config, logs and pid file; one broker (or cluster) per home."""
     port: int = 9092
-    """Client (PLAINTEXT) listener port on 127.0.0.1: the bootstrap address clients use."""
+    """Client listener port on 127.0.0.1 (of node 1): the bootstrap address clients use."""
     controller_port: int = 9093
-    """KRaft controller listener port on 127.0.0.1 (same JVM; clients never use it)."""
+    """KRaft controller listener port on 127.0.0.1 (of node 1; same JVM; clients never use it)."""
     host: str = "127.0.0.1"
-    """Listen address. Loopback only: this broker has no authentication."""
+    """Listen address. Loopback only: without ``secure`` this broker has no authentication."""
     heap: str = "512m"
-    """JVM max heap (-Xmx). Enough for our ~8 MiB max messages and the log cleaner."""
+    """JVM max heap (-Xmx) per node. Enough for our ~8 MiB max messages and the log cleaner."""
     max_message_bytes: int = 8 * MIB
     """Largest record batch the broker accepts. Biggest k8s objects ~1.5 MiB plus envelope."""
     segment_bytes: int = 64 * MIB
@@ -93,27 +116,92 @@ class LocalBrokerConfig:
     """Folder of broker jars; None means ``<home>/libs``. Lets several homes share one fetch."""
     extra_jvm_flags: tuple[str, ...] = ("-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError")
     """JVM flags besides the heap. Serial GC: lightest on a small shared machine."""
+    brokers: int = 1
+    """Nodes in the cluster (each a combined broker+controller, all quorum voters). 3 for
+    durability tests: replication 3 with min.insync.replicas=2 survives one node down."""
+    node_id: int = 1
+    """Which node this config describes (1..brokers): ports, folder and pid file follow it."""
+    secure: bool = False
+    """SASL_SSL (SCRAM-SHA-512) client listener, ACLs enforced, mutual-TLS controller listener."""
+    mtls: bool = False
+    """With ``secure``: clients must also present a certificate signed by the local CA."""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> LocalBrokerConfig:
+    def from_env(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        brokers: int = 1,
+        secure: bool = False,
+        mtls: bool = False,
+    ) -> LocalBrokerConfig:
         """Defaults overridden by ``KUBEDELTA_HOME`` (the home is ``$KUBEDELTA_HOME/kafka``),
-        ``KUBEDELTA_KAFKA_PORT`` and ``KUBEDELTA_KAFKA_CONTROLLER_PORT`` (default port + 1)."""
+        ``KUBEDELTA_KAFKA_PORT`` and ``KUBEDELTA_KAFKA_CONTROLLER_PORT`` (default: the port
+        after the last client port, i.e. port + brokers)."""
         base = environ.get("KUBEDELTA_HOME")
         home = Path(base).resolve() / "kafka" if base else cls.home
         port = _port_from(environ, "KUBEDELTA_KAFKA_PORT", cls.port)
-        controller_port = _port_from(environ, "KUBEDELTA_KAFKA_CONTROLLER_PORT", port + 1)
-        return cls(home=home, port=port, controller_port=controller_port)
+        controller_port = _port_from(environ, "KUBEDELTA_KAFKA_CONTROLLER_PORT", port + brokers)
+        return cls(
+            home=home,
+            port=port,
+            controller_port=controller_port,
+            brokers=brokers,
+            secure=secure,
+            mtls=mtls,
+        )
 
     def __post_init__(self) -> None:
-        if self.port == self.controller_port:
-            raise BrokerError(f"client and controller ports must differ (both {self.port})")
-        for name, value in (("port", self.port), ("controller_port", self.controller_port)):
+        if not 1 <= self.brokers <= 9:
+            raise BrokerError(f"brokers must be 1..9, got {self.brokers}")
+        if not 1 <= self.node_id <= self.brokers:
+            raise BrokerError(f"node_id {self.node_id} is not one of 1..{self.brokers}")
+        if self.mtls and not self.secure:
+            raise BrokerError("mtls needs secure (mutual TLS is an addition to SASL_SSL)")
+        clients = range(self.port, self.port + self.brokers)
+        controllers = range(self.controller_port, self.controller_port + self.brokers)
+        if self.port == self.controller_port or set(clients) & set(controllers):
+            raise BrokerError(
+                f"client and controller ports must differ (client {self.port}, controller "
+                f"{self.controller_port}, {self.brokers} node(s) each)"
+            )
+        for name, value in (
+            ("port", self.port),
+            ("controller_port", self.controller_port),
+            ("port", clients[-1]),
+            ("controller_port", controllers[-1]),
+        ):
             if not 0 < value < 65536:
                 raise BrokerError(f"{name} {value} is not a TCP port")
 
+    # -- nodes ---------------------------------------------------------------------
+
+    def node(self, node_id: int) -> LocalBrokerConfig:
+        """The config of one node of this cluster."""
+        return replace(self, node_id=node_id)
+
+    def nodes(self) -> list[LocalBrokerConfig]:
+        return [self.node(i) for i in range(1, self.brokers + 1)]
+
+    @property
+    def client_port(self) -> int:
+        """This node's client port."""
+        return self.port + self.node_id - 1
+
+    @property
+    def node_controller_port(self) -> int:
+        """This node's controller port."""
+        return self.controller_port + self.node_id - 1
+
+    @property
+    def node_home(self) -> Path:
+        """This node's folder: the home itself for a single broker."""
+        return self.home if self.brokers == 1 else self.home / f"node-{self.node_id}"
+
     @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
+        """Every node's client address, comma-separated (one for a single broker)."""
+        return ",".join(f"{self.host}:{self.port + i}" for i in range(self.brokers))
 
     @property
     def libs(self) -> Path:
@@ -121,23 +209,46 @@ class LocalBrokerConfig:
 
     @property
     def data(self) -> Path:
-        return self.home / "data"
+        """This node's log.dirs."""
+        return self.node_home / "data"
 
     @property
     def server_log(self) -> Path:
-        return self.home / "logs" / "server.log"
+        return self.node_home / "logs" / "server.log"
 
     @property
     def stdout_log(self) -> Path:
-        return self.home / "logs" / "stdout.log"
+        return self.node_home / "logs" / "stdout.log"
 
     @property
     def pid_file(self) -> Path:
-        return self.home / "broker.pid"
+        return self.node_home / "broker.pid"
 
     @property
     def properties_file(self) -> Path:
-        return self.home / "server.properties"
+        return self.node_home / "server.properties"
+
+    @property
+    def tls(self) -> TlsFiles:
+        """The local CA and broker certificate (secure mode), shared by all nodes."""
+        return TlsFiles(self.home / "tls")
+
+    @property
+    def admin_password_file(self) -> Path:
+        """The admin's SCRAM password (secure mode), mode 0600."""
+        return self.home / "admin.password"
+
+    @property
+    def layout(self) -> str:
+        """What the storage was formatted for; ``formatted-for`` records it."""
+        words = [str(self.port), str(self.controller_port)]
+        if self.brokers > 1:
+            words.append(f"brokers={self.brokers}")
+        if self.secure:
+            words.append("secure")
+        if self.mtls:
+            words.append("mtls")
+        return " ".join(words)
 
 
 def _port_from(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -164,39 +275,59 @@ class BrokerStatus:
     """The broker's home folder."""
     note: str = ""
     """Why it is not running / not answering, for humans."""
+    pids: tuple[int | None, ...] = ()
+    """Process id of every node (None where a node is down), node 1 first."""
 
 
 # ---------------------------------------------------------------- pure parts
 
 
-def server_properties(config: LocalBrokerConfig) -> str:
-    """The broker's ``server.properties``: one combined broker+controller node on loopback."""
+def server_properties(config: LocalBrokerConfig, admin_password: str = "") -> str:
+    """A node's ``server.properties``: combined broker+controller on loopback.
+
+    ``admin_password`` (secure mode) goes into the inter-broker SASL login; the
+    file is written with mode 0600.
+    """
+    n = config.brokers
+    host = config.host
+    replicas = min(n, 3)
+    min_isr = 2 if replicas >= 3 else 1
+    client = "SASL_SSL" if config.secure else "PLAINTEXT"
     settings: dict[str, str | int] = {
         "process.roles": "broker,controller",
-        "node.id": 1,
-        "controller.quorum.bootstrap.servers": f"{config.host}:{config.controller_port}",
-        "listeners": (
-            f"PLAINTEXT://{config.host}:{config.port},CONTROLLER://{config.host}:{config.controller_port}"
-        ),
-        "advertised.listeners": f"PLAINTEXT://{config.host}:{config.port}",
+        "node.id": config.node_id,
+    }
+    if n == 1:
+        settings["controller.quorum.bootstrap.servers"] = f"{host}:{config.controller_port}"
+    else:  # a static quorum: every node votes
+        settings["controller.quorum.voters"] = ",".join(
+            f"{i}@{host}:{config.controller_port + i - 1}" for i in range(1, n + 1)
+        )
+    settings |= {
+        "listeners": f"{client}://{host}:{config.client_port},CONTROLLER://{host}:{config.node_controller_port}",
+        "advertised.listeners": f"{client}://{host}:{config.client_port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": client,
+        "listener.security.protocol.map": (
+            "SASL_SSL:SASL_SSL,CONTROLLER:SSL"
+            if config.secure
+            else "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        ),
         "log.dirs": str(config.data),
         # Our producers create their topics (compacted, partition count chosen).
         "auto.create.topics.enable": "false",
         "num.partitions": 1,
-        "default.replication.factor": 1,
-        "min.insync.replicas": 1,
-        # One node: every internal topic has one replica; few partitions so the
+        "default.replication.factor": replicas,
+        "min.insync.replicas": min_isr,
+        # Internal topics as replicated as the cluster allows; few partitions so the
         # first consumer group / transaction does not wait for 50 partitions.
-        "offsets.topic.replication.factor": 1,
+        "offsets.topic.replication.factor": replicas,
         "offsets.topic.num.partitions": 4,
-        "transaction.state.log.replication.factor": 1,
-        "transaction.state.log.min.isr": 1,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_isr,
         "transaction.state.log.num.partitions": 4,
-        "share.coordinator.state.topic.replication.factor": 1,
-        "share.coordinator.state.topic.min.isr": 1,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": min_isr,
         "group.initial.rebalance.delay.ms": 0,
         # Large Kubernetes objects (ConfigMaps, CRDs) reach ~1.5 MiB.
         "message.max.bytes": config.max_message_bytes,
@@ -213,9 +344,51 @@ def server_properties(config: LocalBrokerConfig) -> str:
         "background.threads": 4,
         "num.recovery.threads.per.data.dir": 1,
     }
+    if n > 1:
+        settings |= {
+            # Never elect a replica that missed acknowledged writes.
+            "unclean.leader.election.enable": "false",
+            # A killed node is noticed quickly (tests kill leaders on purpose).
+            "broker.session.timeout.ms": 6000,
+            "broker.heartbeat.interval.ms": 1000,
+            "replica.lag.time.max.ms": 10000,
+        }
+    if config.secure:
+        settings |= _security_settings(config, admin_password)
     lines = ["# Written by kubedelta (plumbing/broker.py) on every start; edits are overwritten."]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
+
+
+def _security_settings(config: LocalBrokerConfig, admin_password: str) -> dict[str, str | int]:
+    """SASL_SSL + SCRAM for clients and brokers, mutual TLS for the controller, ACLs."""
+    tls = config.tls
+    jaas = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{ADMIN_USER}" password="{admin_password}";'
+    )
+    return {
+        "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+        f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": jaas,
+        # One certificate for every node: its SAN is 127.0.0.1/localhost.
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(tls.broker_keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(tls.ca_cert),
+        "ssl.endpoint.identification.algorithm": "https",
+        "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
+        "ssl.client.auth": "required" if config.mtls else "none",
+        # Only holders of a CA-signed certificate (the brokers) reach the controllers.
+        "listener.name.controller.ssl.client.auth": "required",
+        # CN=kubedelta-broker -> User:kubedelta-broker (not the whole DN).
+        "ssl.principal.mapping.rules": "RULE:^CN=([^,]+).*$/$1/,DEFAULT",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{ADMIN_USER};User:{BROKER_CN}",
+        "allow.everyone.if.no.acl.found": "false",
+        # A wrong password costs the client a second: slows online guessing.
+        "connection.failed.authentication.delay.ms": 1000,
+    }
 
 
 def log4j2_properties(config: LocalBrokerConfig) -> str:
@@ -250,7 +423,7 @@ def java_command(config: LocalBrokerConfig, main_class: str, *args: str) -> list
         f"-Xmx{config.heap}",
         *config.extra_jvm_flags,
         "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={config.home / 'log4j2.properties'}",
+        f"-Dlog4j2.configurationFile={config.node_home / 'log4j2.properties'}",
         f"-Dkafka.logs.dir={config.server_log.parent}",
         "-cp",
         f"{config.libs}/*",
@@ -353,9 +526,52 @@ def answers_at(host: str, port: int, timeout_s: float = 2.0) -> bool:
     return any(broker_port == port for _node, _host, broker_port in brokers)
 
 
+API_VERSIONS_KEY = 18
+
+
+def encode_api_versions_request(correlation_id: int, client_id: str = "kubedelta-probe") -> bytes:
+    """A size-prefixed ApiVersions v0 request: answered before SASL authentication."""
+    client = client_id.encode()
+    body = struct.pack(
+        f">hhih{len(client)}s", API_VERSIONS_KEY, 0, correlation_id, len(client), client
+    )
+    return struct.pack(">i", len(body)) + body
+
+
+def probe_ssl_context(config: LocalBrokerConfig) -> ssl.SSLContext:
+    """Trusts the local CA; presents the broker certificate (mTLS listeners ask for one)."""
+    context = ssl.create_default_context(cafile=str(config.tls.ca_cert))
+    context.load_cert_chain(str(config.tls.broker_cert), str(config.tls.broker_key))
+    return context
+
+
+def tls_answers_at(host: str, port: int, context: ssl.SSLContext, timeout_s: float = 2.0) -> bool:
+    """True when a TLS handshake with ``host:port`` succeeds and Kafka answers ApiVersions."""
+    correlation_id = int.from_bytes(os.urandom(3), "big")
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host) as sock,
+        ):
+            sock.sendall(encode_api_versions_request(correlation_id))
+            (size,) = struct.unpack(">i", _recv_exactly(sock, 4))
+            if not 4 <= size <= MIB:
+                return False
+            (got,) = struct.unpack(">i", _recv_exactly(sock, size)[:4])
+            return bool(got == correlation_id)
+    except (OSError, ssl.SSLError, struct.error):
+        return False
+
+
 def answers(config: LocalBrokerConfig, timeout_s: float = 2.0) -> bool:
-    """True when the broker on this config's client port answers."""
-    return answers_at(config.host, config.port, timeout_s)
+    """True when this node's client port answers (TLS + ApiVersions when secure)."""
+    if config.secure:
+        try:
+            context = probe_ssl_context(config)
+        except (OSError, ssl.SSLError):
+            return False
+        return tls_answers_at(config.host, config.client_port, context, timeout_s)
+    return answers_at(config.host, config.client_port, timeout_s)
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -372,7 +588,7 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 def _broker_process(config: LocalBrokerConfig) -> psutil.Process | None:
-    """The live broker process recorded in this home's pid file, if it really is ours."""
+    """The live broker process recorded in this node's pid file, if it really is ours."""
     try:
         pid = int(config.pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
@@ -384,10 +600,16 @@ def _broker_process(config: LocalBrokerConfig) -> psutil.Process | None:
         cmdline = process.cmdline()
     except psutil.Error:
         return None
-    # Guard against pid reuse: the command line names this home's properties file.
+    # Guard against pid reuse: the command line names this node's properties file.
     if "kafka.Kafka" in cmdline and str(config.properties_file) in cmdline:
         return process
     return None
+
+
+def node_pid(config: LocalBrokerConfig, node_id: int) -> int | None:
+    """Process id of node ``node_id`` when it runs (tests kill nodes with it)."""
+    process = _broker_process(config.node(node_id))
+    return None if process is None else process.pid
 
 
 @contextlib.contextmanager
@@ -463,58 +685,126 @@ def _fetch_jars(config: LocalBrokerConfig) -> bool:
     return True
 
 
-def _format_storage(config: LocalBrokerConfig) -> None:
-    """First start only: write the KRaft metadata (cluster id, this node as sole voter)."""
-    if (config.data / "meta.properties").exists():
+def _is_formatted(node: LocalBrokerConfig) -> bool:
+    return (node.data / "meta.properties").exists()
+
+
+def _format_command(node: LocalBrokerConfig, cluster_id: str, admin_password: str) -> list[str]:
+    """``kafka-storage format`` of one node: the admin's SCRAM credential goes straight
+    into the metadata log (secure), so the brokers can authenticate to each other."""
+    args = ["format", "-t", cluster_id, "-c", str(node.properties_file)]
+    if node.brokers == 1:
+        args.append("--standalone")
+    if node.secure:
+        args += ["--add-scram", f"{SCRAM_MECHANISM}=[name={ADMIN_USER},password={admin_password}]"]
+    return java_command(node, "kafka.tools.StorageTool", *args)
+
+
+def _format_storage(nodes: list[LocalBrokerConfig], admin_password: str) -> None:
+    """First start only: write the KRaft metadata (one cluster id, every node a voter).
+    Nodes are formatted in parallel: each format is a JVM start."""
+    todo = [node for node in nodes if not _is_formatted(node)]
+    if not todo:
         return
-    config.data.mkdir(parents=True, exist_ok=True)
-    command = java_command(
-        config,
-        "kafka.tools.StorageTool",
-        "format",
-        "--standalone",
-        "-t",
-        random_cluster_id(),
-        "-c",
-        str(config.properties_file),
-    )
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        output = (result.stdout + result.stderr).strip().splitlines()[-30:]
-        raise BrokerError("formatting the broker storage failed:\n" + "\n".join(output))
+    existing = [node for node in nodes if _is_formatted(node)]
+    cluster_id = _cluster_id_of(existing[0]) if existing else random_cluster_id()
+    for node in todo:
+        node.data.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+        results = list(
+            pool.map(
+                lambda node: subprocess.run(
+                    _format_command(node, cluster_id, admin_password),
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ),
+                todo,
+            )
+        )
+    for node, result in zip(todo, results, strict=True):
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).strip().splitlines()[-30:]
+            raise BrokerError(
+                f"formatting the storage of node {node.node_id} failed:\n" + "\n".join(output)
+            )
 
 
-def _check_ports(config: LocalBrokerConfig) -> None:
-    for name, port in (("client", config.port), ("controller", config.controller_port)):
-        if port_is_free(config.host, port):
+def _cluster_id_of(node: LocalBrokerConfig) -> str:
+    for line in (node.data / "meta.properties").read_text().splitlines():
+        if line.startswith("cluster.id="):
+            return line.split("=", 1)[1].strip()
+    raise BrokerError(f"{node.data / 'meta.properties'} has no cluster.id")
+
+
+def _check_ports(node: LocalBrokerConfig) -> None:
+    for name, port in (("client", node.client_port), ("controller", node.node_controller_port)):
+        if port_is_free(node.host, port):
             continue
         # A real broker answers in milliseconds; do not hang on a silent squatter.
-        other_kafka = answers_at(config.host, port, timeout_s=0.5)
+        other_kafka = answers_at(node.host, port, timeout_s=0.5)
         owner = "a Kafka broker from another home" if other_kafka else "another process"
         raise BrokerPortInUseError(
-            f"{name} port {config.host}:{port} is taken by {owner}, not by the broker in "
-            f"{config.home}. Stop it, or choose other ports with KUBEDELTA_KAFKA_PORT "
+            f"{name} port {node.host}:{port} is taken by {owner}, not by the broker in "
+            f"{node.home}. Stop it, or choose other ports with KUBEDELTA_KAFKA_PORT "
             "(and KUBEDELTA_KAFKA_CONTROLLER_PORT, default port + 1)."
         )
 
 
+def _formatted_marker(config: LocalBrokerConfig) -> Path:
+    return config.home / "formatted-for"
+
+
 def _check_formatted_ports(config: LocalBrokerConfig) -> None:
-    """KRaft stores the controller endpoint at format time; refuse to run on other ports."""
-    marker = config.home / "formatted-for"
-    wanted = f"{config.port} {config.controller_port}"
-    if not (config.data / "meta.properties").exists():
+    """KRaft stores the controller endpoints at format time, and a secure or multi-node
+    home is formatted differently: refuse to run it with another layout."""
+    marker = _formatted_marker(config)
+    wanted = config.layout
+    if (
+        not any(_is_formatted(node) for node in config.nodes())
+        and not (config.home / "data" / "meta.properties").exists()
+    ):
         marker.unlink(missing_ok=True)
         return
     if marker.exists() and marker.read_text().strip() != wanted:
         raise BrokerError(
-            f"the broker data in {config.data} was formatted for ports "
-            f"{marker.read_text().strip()} (client controller), not {wanted}. "
+            f"the broker data in {config.home} was formatted for {marker.read_text().strip()!r} "
+            f"(client port, controller port, options), not {wanted!r}. "
             "Run `kubedelta kafka reset` to wipe it, or use another KUBEDELTA_HOME."
         )
 
 
+def recorded_layout(config: LocalBrokerConfig) -> LocalBrokerConfig:
+    """``config`` with the ports, node count and security its home was formatted with, so
+    ``status``/``stop``/``cluster add`` find every node without repeating the start flags."""
+    marker = _formatted_marker(config)
+    try:
+        words = marker.read_text().split()
+    except FileNotFoundError:
+        return config
+    if len(words) < 2:
+        return config
+    try:
+        port, controller_port = int(words[0]), int(words[1])
+        brokers = 1
+        for word in words[2:]:
+            if word.startswith("brokers="):
+                brokers = int(word.split("=", 1)[1])
+    except ValueError as exc:
+        raise BrokerError(f"{marker} is damaged: {' '.join(words)!r}") from exc
+    return replace(
+        config,
+        port=port,
+        controller_port=controller_port,
+        brokers=brokers,
+        node_id=1,
+        secure="secure" in words,
+        mtls="mtls" in words,
+    )
+
+
 def _spawn(config: LocalBrokerConfig) -> int:
-    """Run the broker detached (own session, reparented to init); return its pid.
+    """Run one node detached (own session, reparented to init); return its pid.
 
     A tiny shell backgrounds the JVM and prints its pid, so the broker is never
     our child: no zombie when it exits, and it outlives this process.
@@ -528,7 +818,7 @@ def _spawn(config: LocalBrokerConfig) -> int:
         text=True,
         check=False,
         start_new_session=True,
-        cwd=config.home,
+        cwd=config.node_home,
     )
     try:
         pid = int(result.stdout.strip())
@@ -538,51 +828,137 @@ def _spawn(config: LocalBrokerConfig) -> int:
     return pid
 
 
-def _wait_ready(config: LocalBrokerConfig, pid: int) -> None:
-    deadline = time.monotonic() + config.start_timeout_s
+def _wait_ready(config: LocalBrokerConfig, pid: int, deadline: float | None = None) -> None:
+    deadline = deadline if deadline is not None else time.monotonic() + config.start_timeout_s
     while time.monotonic() < deadline:
         if answers(config, timeout_s=1.0):
             return
         if _broker_process(config) is None:
             raise BrokerError(
-                f"the broker (pid {pid}) exited during start-up; last log lines:\n"
-                + tail(config.stdout_log, 10)
-                + "\n"
-                + tail(config.server_log)
+                f"the broker (node {config.node_id}, pid {pid}) exited during start-up; "
+                "last log lines:\n" + tail(config.stdout_log, 10) + "\n" + tail(config.server_log)
             )
         time.sleep(0.1)
     _terminate(config, pid)
     raise BrokerStartTimeoutError(
-        f"the broker did not answer on {config.bootstrap} within {config.start_timeout_s:.0f} s "
-        f"and was stopped; last lines of {config.server_log}:\n" + tail(config.server_log)
+        f"the broker did not answer on {config.host}:{config.client_port} within "
+        f"{config.start_timeout_s:.0f} s and was stopped; last lines of "
+        f"{config.server_log}:\n" + tail(config.server_log)
+    )
+
+
+def _wait_secure_ready(config: LocalBrokerConfig, deadline: float) -> None:
+    """TLS answers before the broker is registered; wait until the admin, authenticated,
+    sees every node in the cluster metadata (and ACL requests will be served)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:  # a fresh event loop, whoever calls us
+        pool.submit(asyncio.run, _await_registered(config, deadline)).result()
+
+
+async def _await_registered(config: LocalBrokerConfig, deadline: float) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(**admin_connection(config).client_kwargs())
+        try:
+            await admin.start()
+            described = await admin.describe_cluster()
+            if len(described.get("brokers", [])) >= config.brokers:
+                return
+        except (KafkaError, OSError) as exc:
+            last = exc
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.3)
+    raise BrokerStartTimeoutError(
+        f"the secure broker at {config.bootstrap} did not serve its admin in time: {last!r}"
     )
 
 
 def _terminate(config: LocalBrokerConfig, pid: int) -> None:
     """SIGTERM (Kafka shuts down cleanly), then SIGKILL after the stop timeout."""
-    try:
-        process = psutil.Process(pid)
-        process.send_signal(signal.SIGTERM)
+    _terminate_all([(config, pid)], config.stop_timeout_s)
+
+
+def _terminate_all(nodes: list[tuple[LocalBrokerConfig, int]], timeout_s: float) -> None:
+    """SIGTERM every node at once (a quorum stopping one by one would stall the last ones'
+    controlled shutdown), then SIGKILL whatever still runs after ``timeout_s``."""
+    processes = []
+    for _node, pid in nodes:
         try:
-            process.wait(config.stop_timeout_s)
-        except psutil.TimeoutExpired:
+            process = psutil.Process(pid)
+            process.send_signal(signal.SIGTERM)
+            processes.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    _gone, alive = psutil.wait_procs(processes, timeout=timeout_s)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
-            process.wait(10)
-    except psutil.NoSuchProcess:
+    psutil.wait_procs(alive, timeout=10)
+    for node, _pid in nodes:
+        node.pid_file.unlink(missing_ok=True)
+
+
+def _admin_password(config: LocalBrokerConfig) -> str:
+    """The admin's SCRAM password: made once per home, kept with mode 0600."""
+    path = config.admin_password_file
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
         pass
-    config.pid_file.unlink(missing_ok=True)
+    password = new_password()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    return password
+
+
+def admin_connection(
+    config: LocalBrokerConfig, client_id: str = "kubedelta-admin"
+) -> KafkaConnection:
+    """How the local admin reaches this home's brokers (super user on a secure broker)."""
+    if not config.secure:
+        return KafkaConnection(bootstrap_servers=config.bootstrap, client_id=client_id)
+    try:
+        password = config.admin_password_file.read_text().strip()
+    except FileNotFoundError as exc:
+        raise BrokerError(
+            f"no admin password in {config.home}: start the broker with --secure first"
+        ) from exc
+    tls = config.tls
+    return KafkaConnection(
+        bootstrap_servers=config.bootstrap,
+        security_protocol="SASL_SSL",
+        sasl_mechanism=SCRAM_MECHANISM,
+        sasl_username=ADMIN_USER,
+        sasl_password=password,
+        ssl_cafile=str(tls.ca_cert),
+        ssl_certfile=str(tls.broker_cert) if config.mtls else None,
+        ssl_keyfile=str(tls.broker_key) if config.mtls else None,
+        client_id=client_id,
+    )
+
+
+def _write_private_text(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
 
 
 # ---------------------------------------------------------------- public API
 
 
 def start(config: LocalBrokerConfig, *, pin: bool = False) -> str:
-    """Start the broker unless it already runs; return its bootstrap address.
+    """Start every node that is not running; return the bootstrap address.
 
     Fetches the jars and formats the storage on first use. Raises BrokerError
     (java/maven missing, port taken, early exit) or BrokerStartTimeoutError.
     ``pin`` (what the CLI does) keeps a broker that a test session started
-    running after that session ends (see :func:`borrowed`).
+    running after that session ends (see :func:`borrowed`). On a cluster whose
+    node was killed, ``start`` restarts just that node.
     """
     with _home_lock(config):
         _start_locked(config)
@@ -592,21 +968,42 @@ def start(config: LocalBrokerConfig, *, pin: bool = False) -> str:
 
 
 def _start_locked(config: LocalBrokerConfig) -> bool:
-    """Start unless running (caller holds the home lock). True when this call started it."""
-    running = _broker_process(config)
-    if running is not None:
-        _wait_ready(config, running.pid)
+    """Start the nodes that are not running (caller holds the home lock). True when this
+    call started any."""
+    nodes = config.nodes()
+    running = {node.node_id: _broker_process(node) for node in nodes}
+    deadline = time.monotonic() + config.start_timeout_s
+    missing = [node for node in nodes if running[node.node_id] is None]
+    if not missing:
+        for node in nodes:
+            process = running[node.node_id]
+            assert process is not None
+            _wait_ready(node, process.pid, deadline)
+        if config.secure:
+            _wait_secure_ready(config, deadline)
         return False
-    config.pid_file.unlink(missing_ok=True)
     _require_tool("java", "the broker needs Java 17 or newer")
     _check_formatted_ports(config)
-    _check_ports(config)
+    for node in missing:
+        node.pid_file.unlink(missing_ok=True)
+        _check_ports(node)
     _fetch_jars(config)
-    config.home.joinpath("log4j2.properties").write_text(log4j2_properties(config))
-    config.properties_file.write_text(server_properties(config))
-    _format_storage(config)
-    (config.home / "formatted-for").write_text(f"{config.port} {config.controller_port}\n")
-    _wait_ready(config, _spawn(config))
+    admin_password = ""
+    if config.secure:
+        ensure_broker_tls(config.tls.folder, BROKER_CN)
+        admin_password = _admin_password(config)
+    for node in nodes:
+        node.node_home.mkdir(parents=True, exist_ok=True)
+        node.node_home.joinpath("log4j2.properties").write_text(log4j2_properties(node))
+        _write_private_text(node.properties_file, server_properties(node, admin_password))
+    _format_storage(nodes, admin_password)
+    _formatted_marker(config).write_text(config.layout + "\n")
+    pids = {node.node_id: _spawn(node) for node in missing}
+    for node in nodes:
+        process = running[node.node_id]
+        _wait_ready(node, pids[node.node_id] if process is None else process.pid, deadline)
+    if config.secure:
+        _wait_secure_ready(config, deadline)
     return True
 
 
@@ -634,6 +1031,15 @@ def _live_borrowers(config: LocalBrokerConfig) -> list[int]:
     return alive
 
 
+def _running_nodes(config: LocalBrokerConfig) -> list[tuple[LocalBrokerConfig, int]]:
+    found = []
+    for node in config.nodes():
+        process = _broker_process(node)
+        if process is not None:
+            found.append((node, process.pid))
+    return found
+
+
 @contextlib.contextmanager
 def borrowed(config: LocalBrokerConfig) -> Iterator[str]:
     """Use the broker for the length of a block (a test session); yields the bootstrap.
@@ -655,43 +1061,60 @@ def borrowed(config: LocalBrokerConfig) -> Iterator[str]:
             lease.unlink(missing_ok=True)
             marker = _auto_stop_marker(config)
             if marker.exists() and not _live_borrowers(config):
-                running = _broker_process(config)
-                if running is not None:
-                    _terminate(config, running.pid)
+                _terminate_all(_running_nodes(config), config.stop_timeout_s)
                 marker.unlink(missing_ok=True)
 
 
 def stop(config: LocalBrokerConfig) -> bool:
-    """Stop this home's broker. Returns False when it was not running (stop is idempotent)."""
+    """Stop every node of this home. Returns False when none was running (idempotent)."""
     with _home_lock(config):
         _auto_stop_marker(config).unlink(missing_ok=True)
-        running = _broker_process(config)
-        if running is None:
-            config.pid_file.unlink(missing_ok=True)
+        running = _running_nodes(config)
+        if not running:
+            for node in config.nodes():
+                node.pid_file.unlink(missing_ok=True)
             return False
-        _terminate(config, running.pid)
+        _terminate_all(running, config.stop_timeout_s)
         return True
 
 
 def reset(config: LocalBrokerConfig) -> None:
-    """Stop the broker and delete its data (topics, KRaft metadata); jars stay cached."""
+    """Stop the broker and delete its data (topics, KRaft metadata, credentials); jars and
+    the local CA stay."""
     stop(config)
     with _home_lock(config):
-        shutil.rmtree(config.data, ignore_errors=True)
-        (config.home / "formatted-for").unlink(missing_ok=True)
+        for node in config.nodes():
+            shutil.rmtree(node.data, ignore_errors=True)
+        shutil.rmtree(config.home / "data", ignore_errors=True)
+        config.admin_password_file.unlink(missing_ok=True)
+        _formatted_marker(config).unlink(missing_ok=True)
 
 
 def status(config: LocalBrokerConfig) -> BrokerStatus:
-    """Whether this home's broker runs and answers."""
-    process = _broker_process(config)
-    if process is None:
-        note = "stopped"
-        if not port_is_free(config.host, config.port):
-            note = f"stopped (but port {config.port} is taken by something else)"
-        return BrokerStatus(False, config.bootstrap, None, config.home, note)
-    if not answers(config):
-        return BrokerStatus(False, config.bootstrap, process.pid, config.home, "not answering")
-    return BrokerStatus(True, config.bootstrap, process.pid, config.home)
+    """Whether every node of this home runs and answers."""
+    pids: list[int | None] = []
+    notes: list[str] = []
+    for node in config.nodes():
+        process = _broker_process(node)
+        label = f"node {node.node_id}: " if config.brokers > 1 else ""
+        if process is None:
+            pids.append(None)
+            note = "stopped"
+            if not port_is_free(node.host, node.client_port):
+                note = f"stopped (but port {node.client_port} is taken by something else)"
+            notes.append(label + note)
+            continue
+        pids.append(process.pid)
+        if not answers(node):
+            notes.append(label + "not answering")
+    first = pids[0] if pids else None
+    if notes:
+        if all(pid is None for pid in pids):
+            first = None
+        return BrokerStatus(
+            False, config.bootstrap, first, config.home, "; ".join(notes), tuple(pids)
+        )
+    return BrokerStatus(True, config.bootstrap, first, config.home, "", tuple(pids))
 
 
 __all__ = [
@@ -701,6 +1124,7 @@ __all__ = [
     "BrokerStartTimeoutError",
     "BrokerStatus",
     "LocalBrokerConfig",
+    "admin_connection",
     "answers",
     "answers_at",
     "borrowed",
@@ -708,6 +1132,8 @@ __all__ = [
     "encode_metadata_request",
     "fetch_jars",
     "jars_ready",
+    "node_pid",
+    "recorded_layout",
     "reset",
     "server_properties",
     "start",
