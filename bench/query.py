@@ -1,0 +1,583 @@
+"""`kubedelta bench query`: the query API's latency and throughput over a big view
+while the consumer applies a steady stream of deltas.
+
+1. **fill**: N Pods (``bench.codec.make_pod``, ~2 KB) over a few clusters are written
+   straight into a fresh store through the store's own apply path (encoded deltas,
+   consumer-sized batches), which is much faster than sending them through Kafka;
+2. **live load**: ``kubedelta consume`` then owns the store and applies ~5,000
+   deltas/s that a separate process sends to Kafka (updates of Pods of two other
+   clusters), while ``kubedelta serve`` reads the store as a RocksDB secondary;
+3. **measure**, against uvicorn over real HTTP, from processes other than the server:
+   * point GETs of random objects from ``wrk`` (or an aiohttp worker process when wrk
+     is not installed), paced to about ``--get-rate`` requests/s: ``get_p99_ms``,
+     ``get_rps``; then unpaced: ``get_max_rps``;
+   * a LIST of 10,000 objects (one page): ``list10k_ms`` (median);
+   * a cross-cluster label query answered from the label index
+     (``kind=Pod&labelSelector=app=X,tier=Y&limit=100``): ``label_query_p99_ms``;
+   * the change feed: the time from a change becoming visible in the store (a
+     secondary this process polls every 5 ms) to its SSE event reaching the client:
+     ``feed_p99_ms``; and from the live-load process sending it: ``feed_e2e_p99_ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import random
+import re
+import secrets
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import click
+import orjson
+
+from bench.codec import make_pod, pod_delta
+from bench.feedwatch import SseParser
+from bench.procs import Components
+from bench.report import Machine, Progress, Report, emit, json_option
+from bench.stats import percentile
+from deltas import BodyEncoding, Delta, encode, partition_for, topic_for
+from plumbing import broker
+from plumbing.kafka import KafkaConnection, TopicSpec, ensure_topics
+from store import SourceRecord, StoreOptions, View, ViewReader
+
+PARTITIONS = 3
+APPS = ("checkout", "cart", "search", "payments", "catalog", "frontend")
+TIERS = ("web", "api", "worker")
+
+
+@dataclass(frozen=True, slots=True)
+class QueryBenchConfig:
+    resources: int = 100_000  #: Pods in the store before the measurements
+    clusters: int = 4  #: clusters the filled Pods are spread over
+    batch: int = 2_000  #: records per store commit while filling
+    live_rate: float = 5_000.0  #: deltas/s the live-load process sends (the consumer applies)
+    live_objects: int = 20_000  #: distinct Pods the live load keeps updating
+    get_rate: float = 2_000.0  #: paced GET load, requests/s
+    get_seconds: float = 10.0  #: length of each GET run
+    connections: int = 8  #: concurrent HTTP connections of the GET load
+    label_queries: int = 300  #: sequential label-index queries
+    list_repeats: int = 5  #: LISTs of 10,000 objects (median reported)
+    feed_seconds: float = 10.0  #: how long the feed latency is sampled
+    loadgen: str = "auto"  #: "wrk", "aiohttp" or "auto" (wrk when installed)
+    work_dir: Path | None = None  #: store, logs; a temp dir (deleted after) when None
+
+
+# -- fill ----------------------------------------------------------------------------------
+
+
+def _pod_records(
+    config: QueryBenchConfig, prefix: str, sample_every: int
+) -> Iterator[tuple[list[SourceRecord], list[tuple[str, str, str]]]]:
+    """Batches of encoded Pod deltas, with a sample of their (cluster, namespace, name)."""
+    rng = random.Random(1)
+    offsets: dict[tuple[str, int], int] = {}
+    now_ms = int(time.time() * 1000) - 60_000
+    batch: list[SourceRecord] = []
+    sample: list[tuple[str, str, str]] = []
+    for i in range(config.resources):
+        cluster = f"bq-{i % config.clusters}"
+        pod = make_pod(rng, i)
+        pod["metadata"]["name"] += f"-{i}"  # unique even if the random parts collide
+        delta = replace(pod_delta(pod, BodyEncoding.JSON, i + 1), cluster=cluster)
+        delta = replace(delta, event_time_ms=now_ms)
+        key = delta.kafka_key()
+        tp = (topic_for(cluster, prefix), partition_for(key, PARTITIONS))
+        offset = offsets.get(tp, 0)
+        offsets[tp] = offset + 1
+        batch.append(SourceRecord(tp[0], tp[1], offset, key, encode(delta), now_ms))
+        if i % sample_every == 0:
+            sample.append((cluster, pod["metadata"]["namespace"], pod["metadata"]["name"]))
+        if len(batch) == config.batch:
+            yield batch, sample
+            batch, sample = [], []
+    if batch:
+        yield batch, sample
+
+
+def fill(
+    config: QueryBenchConfig, store: Path, prefix: str
+) -> tuple[list[tuple[str, str, str]], float]:
+    """Write the Pods into a fresh store; return sampled keys and the fill rate (records/s)."""
+    sample_every = max(config.resources // 20_000, 1)
+    keys: list[tuple[str, str, str]] = []
+    started = time.monotonic()
+    with (
+        View.open(store, StoreOptions(topic_prefix=prefix)) as view,
+        Progress(config.resources // config.batch + 1, "fill") as bar,
+    ):
+        for records, sample in _pod_records(config, prefix, sample_every):
+            result = view.apply(records)
+            if result.rejected:
+                raise click.ClickException(f"fill: the store rejected {result.rejected} records")
+            keys.extend(sample)
+            bar.advance()
+        view.flush()
+    return keys, config.resources / (time.monotonic() - started)
+
+
+# -- live load (its own process) -------------------------------------------------------
+
+
+def _live_load(bootstrap: str, prefix: str, rate: float, objects: int, seconds: float) -> None:
+    asyncio.run(_live_load_async(bootstrap, prefix, rate, objects, seconds))
+
+
+async def _live_load_async(
+    bootstrap: str, prefix: str, rate: float, objects: int, seconds: float
+) -> None:
+    from aiokafka import AIOKafkaProducer  # only this child process needs it
+
+    rng = random.Random(2)
+    clusters = ("live-0", "live-1")
+    conn = KafkaConnection(bootstrap_servers=bootstrap, client_id="kubedelta-bench-query")
+    await ensure_topics(conn, [TopicSpec(topic_for(c, prefix), PARTITIONS) for c in clusters])
+    pods = []
+    for i in range(objects):
+        pod = make_pod(rng, i)
+        pod["metadata"]["name"] += f"-live{i}"
+        pods.append((clusters[i % 2], pod))
+    producer = AIOKafkaProducer(**conn.client_kwargs(), linger_ms=2, acks=1)
+    await producer.start()
+    try:
+        seq = 0
+        tick = 0.01
+        per_tick = max(int(rate * tick), 1)
+        deadline = time.monotonic() + seconds
+        next_tick = time.monotonic()
+        while time.monotonic() < deadline:
+            for _ in range(per_tick):
+                seq += 1
+                cluster, pod = pods[seq % len(pods)]
+                pod["metadata"]["resourceVersion"] = str(seq)
+                delta: Delta = replace(
+                    pod_delta(pod, BodyEncoding.JSON, seq),
+                    cluster=cluster,
+                    session="bench-query-live",
+                    event_time_ms=int(time.time() * 1000),
+                )
+                key = delta.kafka_key()
+                await producer.send(
+                    topic_for(cluster, prefix),
+                    encode(delta),
+                    key=key,
+                    partition=partition_for(key, PARTITIONS),
+                )
+            next_tick += tick
+            await asyncio.sleep(max(next_tick - time.monotonic(), 0))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+# -- GET load ----------------------------------------------------------------------------
+
+_WRK_SCRIPT = """
+local paths = {}
+for line in io.lines("%(paths)s") do paths[#paths + 1] = line end
+wrk.headers["Authorization"] = "Bearer %(token)s"
+math.randomseed(%(seed)d)
+request = function()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
+%(delay)s
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _wrk_ms(text: str) -> float:
+    value, unit = float(text[:-2] if text.endswith(("us", "ms")) else text[:-1]), text[-2:]
+    if unit == "us":
+        return value / 1000
+    if unit == "ms":
+        return value
+    return value * 1000  # "s"
+
+
+def parse_wrk(output: str) -> LoadResult:
+    """Requests/s, p50/p99 and non-2xx count from ``wrk --latency`` output."""
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    failed = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        failed += sum(int(g) for g in socket_errors.groups())
+    return LoadResult(
+        rps=rps,
+        p50_ms=_wrk_ms(p50.group(1)) if p50 else float("nan"),
+        p99_ms=_wrk_ms(p99.group(1)) if p99 else float("nan"),
+        errors=failed,
+    )
+
+
+def _run_wrk(
+    url: str, paths_file: Path, token: str, config: QueryBenchConfig, delay_ms: float, work: Path
+) -> LoadResult:
+    script = work / f"get-{delay_ms:g}.lua"
+    delay = f"delay = function() return {delay_ms:g} end" if delay_ms > 0 else ""
+    script.write_text(
+        _WRK_SCRIPT % {"paths": paths_file, "token": token, "seed": 7, "delay": delay}
+    )
+    import subprocess
+
+    completed = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{config.connections}",
+            f"-d{config.get_seconds:g}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=config.get_seconds + 60,
+    )
+    return parse_wrk(completed.stdout)
+
+
+def _aiohttp_worker(
+    url: str,
+    paths: list[str],
+    token: str,
+    connections: int,
+    seconds: float,
+    delay_ms: float,
+    out: Any,
+) -> None:
+    out.put(asyncio.run(_aiohttp_load(url, paths, token, connections, seconds, delay_ms)))
+
+
+async def _aiohttp_load(
+    url: str, paths: list[str], token: str, connections: int, seconds: float, delay_ms: float
+) -> tuple[float, list[float], int]:
+    rng = random.Random(7)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(
+        base_url=url, connector=connector, headers={"Authorization": f"Bearer {token}"}
+    ) as session:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.monotonic() < deadline:
+                path = paths[rng.randrange(len(paths))]
+                started = time.perf_counter()
+                async with session.get(path) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+                latencies.append((time.perf_counter() - started) * 1000)
+                if delay_ms > 0:
+                    await asyncio.sleep(delay_ms / 1000)
+
+        began = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.monotonic() - began
+    return len(latencies) / elapsed, latencies, errors
+
+
+def _run_aiohttp(
+    url: str, paths: list[str], token: str, config: QueryBenchConfig, delay_ms: float
+) -> LoadResult:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(
+        target=_aiohttp_worker,
+        args=(url, paths, token, config.connections, config.get_seconds, delay_ms, queue),
+    )
+    process.start()
+    rps, latencies, errors = queue.get(timeout=config.get_seconds + 120)
+    process.join(30)
+    return LoadResult(rps, percentile(latencies, 50), percentile(latencies, 99), errors)
+
+
+# -- the other measurements (this process, aiohttp) ----------------------------------------
+
+
+async def _timed_get(session: aiohttp.ClientSession, path: str) -> tuple[float, bytes]:
+    started = time.perf_counter()
+    async with session.get(path) as response:
+        body = await response.read()
+        if response.status != 200:
+            raise click.ClickException(f"GET {path}: {response.status} {body[:300]!r}")
+    return (time.perf_counter() - started) * 1000, body
+
+
+async def _list_and_labels(url: str, token: str, config: QueryBenchConfig) -> dict[str, float]:
+    rng = random.Random(3)
+    async with aiohttp.ClientSession(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}
+    ) as session:
+        list_ms = []
+        for _ in range(config.list_repeats):
+            ms, body = await _timed_get(
+                session, "/api/v1/clusters/bq-0/objects/core/v1/Pod?limit=10000"
+            )
+            items = orjson.loads(body)["items"]
+            if len(items) != min(10_000, config.resources // config.clusters):
+                raise click.ClickException(f"LIST returned {len(items)} items")
+            list_ms.append(ms)
+        label_ms = []
+        hits = 0
+        for _ in range(config.label_queries):
+            selector = f"app={rng.choice(APPS)},tier={rng.choice(TIERS)}"
+            ms, body = await _timed_get(
+                session, f"/api/v1/objects?kind=Pod&labelSelector={selector}&limit=100"
+            )
+            hits += len(orjson.loads(body)["items"])
+            label_ms.append(ms)
+    return {
+        "list10k_ms": percentile(list_ms, 50),
+        "list10k_max_ms": max(list_ms),
+        "label_query_p50_ms": percentile(label_ms, 50),
+        "label_query_p99_ms": percentile(label_ms, 99),
+        "label_query_items_mean": hits / max(len(label_ms), 1),
+    }
+
+
+async def _feed_latency(
+    url: str, token: str, store: Path, work: Path, seconds: float, prefix: str
+) -> dict[str, float]:
+    """SSE arrival minus the moment this process's own secondary first saw the change."""
+    visible: dict[int, float] = {}
+    arrived: dict[int, tuple[float, int]] = {}
+    reader = ViewReader.open(store, work / "bench-secondary", StoreOptions(topic_prefix=prefix))
+    stop = asyncio.Event()
+
+    async def poll_store() -> None:
+        reader.catch_up()
+        _, position = reader.feed_bounds()
+        while not stop.is_set():
+            reader.catch_up()
+            now = time.time()
+            while True:
+                changes = reader.changes_since(position, 10_000)
+                if not changes:
+                    break
+                for change in changes:
+                    visible.setdefault(change.position, now)
+                position = changes[-1].position
+            await asyncio.sleep(0.005)
+
+    async def read_feed() -> None:
+        parser = SseParser()
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=30)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(
+                f"{url}/api/v1/watch?cluster=live-0,live-1&kind=Pod",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response,
+        ):
+            async for chunk in response.content.iter_any():
+                now = time.time()
+                for event in parser.feed(chunk):
+                    if event.event == "change":
+                        data = orjson.loads(event.data)
+                        arrived[int(event.event_id)] = (now, int(data["eventTimeMs"]))
+                if stop.is_set():
+                    return
+
+    poller = asyncio.create_task(poll_store())
+    feed = asyncio.create_task(read_feed())
+    await asyncio.sleep(seconds)
+    stop.set()
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        async with asyncio.timeout(5):
+            await poller
+    feed.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await feed
+    reader.close()
+    after_apply = [(t - visible[p]) * 1000 for p, (t, _) in arrived.items() if p in visible]
+    e2e = [t * 1000 - sent for t, sent in arrived.values()]
+    return {
+        "feed_p50_ms": percentile(after_apply, 50),
+        "feed_p99_ms": percentile(after_apply, 99),
+        "feed_e2e_p99_ms": percentile(e2e, 99),
+        "feed_events_per_s": len(arrived) / seconds,
+    }
+
+
+# -- the scenario ------------------------------------------------------------------------
+
+
+async def _measure(
+    config: QueryBenchConfig,
+    components: Components,
+    bootstrap: str,
+    prefix: str,
+    store: Path,
+    work: Path,
+    keys: list[tuple[str, str, str]],
+) -> dict[str, float]:
+    token = secrets.token_urlsafe(24)
+    tokens = work / "tokens.json"
+    tokens.write_bytes(orjson.dumps({"tokens": {token: {"clusters": ["*"], "namespaces": ["*"]}}}))
+    consumer = components.start(
+        "consumer",
+        ["consume", "--bootstrap", bootstrap, "--topic-prefix", prefix, "--data-dir", str(store)],
+    )
+    del consumer
+    query = components.start(
+        "query",
+        [
+            "serve",
+            "--data-dir",
+            str(store),
+            "--port",
+            "0",
+            "--tokens",
+            str(tokens),
+            "--topic-prefix",
+            prefix,
+        ],
+    )
+    url = (await query.wait_for_line(r"query: (http://\S+)", 120)).group(1)
+    ctx = multiprocessing.get_context("spawn")
+    live_seconds = 3 * config.get_seconds + config.feed_seconds + 120.0
+    live = ctx.Process(
+        target=_live_load,
+        args=(bootstrap, prefix, config.live_rate, config.live_objects, live_seconds),
+        daemon=True,
+    )
+    live.start()
+    try:
+        await asyncio.sleep(5)  # let the live load and the consumer reach a steady state
+        components.check_alive()
+        paths = [f"/api/v1/clusters/{c}/objects/core/v1/Pod/{ns}/{n}" for c, ns, n in keys]
+        paths_file = work / "get-paths.txt"
+        paths_file.write_text("\n".join(paths) + "\n")
+        use_wrk = config.loadgen == "wrk" or (
+            config.loadgen == "auto" and shutil.which("wrk") is not None
+        )
+        # Paced: each connection waits so that all together send about get_rate/s.
+        delay_ms = max(config.connections / config.get_rate * 1000 - 0.5, 0.0)
+
+        def run(delay: float) -> LoadResult:
+            if use_wrk:
+                return _run_wrk(url, paths_file, token, config, delay, work)
+            return _run_aiohttp(url, paths, token, config, delay)
+
+        paced = await asyncio.to_thread(run, delay_ms)
+        components.check_alive()
+        unpaced = await asyncio.to_thread(run, 0.0)
+        components.check_alive()
+        metrics: dict[str, float] = {
+            "get_rps": paced.rps,
+            "get_p50_ms": paced.p50_ms,
+            "get_p99_ms": paced.p99_ms,
+            "get_max_rps": unpaced.rps,
+            "get_max_p99_ms": unpaced.p99_ms,
+            "get_errors": paced.errors + unpaced.errors,
+        }
+        metrics.update(await _list_and_labels(url, token, config))
+        components.check_alive()
+        metrics.update(await _feed_latency(url, token, store, work, config.feed_seconds, prefix))
+        components.check_alive()
+        return metrics
+    finally:
+        live.terminate()
+        live.join(10)
+
+
+@click.command("query")
+@click.option("--resources", type=click.IntRange(min=10_000), default=100_000, show_default=True)
+@click.option("--clusters", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--live-rate",
+    type=click.FloatRange(min=0),
+    default=5_000.0,
+    show_default=True,
+    help="Deltas/s the consumer applies during the measurements.",
+)
+@click.option("--get-rate", type=click.FloatRange(min=1), default=2_000.0, show_default=True)
+@click.option("--get-seconds", type=click.FloatRange(min=1), default=10.0, show_default=True)
+@click.option("--connections", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option("--feed-seconds", type=click.FloatRange(min=1), default=10.0, show_default=True)
+@click.option(
+    "--loadgen", type=click.Choice(["auto", "wrk", "aiohttp"]), default="auto", show_default=True
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the store and logs here (default: a temp dir, deleted after).",
+)
+@json_option
+def command(
+    resources: int,
+    clusters: int,
+    live_rate: float,
+    get_rate: float,
+    get_seconds: float,
+    connections: int,
+    feed_seconds: float,
+    loadgen: str,
+    work_dir: Path | None,
+    json_path: Path | None,
+) -> None:
+    """Query API latency/throughput over N objects while the consumer applies deltas."""
+    config = QueryBenchConfig(
+        resources=resources,
+        clusters=max(1, min(clusters, resources // 10_000)),
+        live_rate=live_rate,
+        get_rate=get_rate,
+        get_seconds=get_seconds,
+        connections=connections,
+        feed_seconds=feed_seconds,
+        loadgen=loadgen,
+        work_dir=work_dir,
+    )
+    work = work_dir or Path(tempfile.mkdtemp(prefix="kubedelta-bench-query-"))
+    work.mkdir(parents=True, exist_ok=True)
+    store = work / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    prefix = f"kdbenchq{uuid.uuid4().hex[:8]}.cluster"
+    components = Components(work / "logs")
+    try:
+        click.echo(f"filling the store with {resources:,} Pods ...", err=True)
+        keys, fill_rate = fill(config, store, prefix)
+        with broker.borrowed(broker.LocalBrokerConfig.from_env(os.environ)) as bootstrap:
+            try:
+                metrics = asyncio.run(
+                    _measure(config, components, bootstrap, prefix, store, work, keys)
+                )
+            finally:
+                components.stop_all()
+        metrics = {"fill_records_per_s": fill_rate, **metrics}
+        params = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+        params["loadgen"] = (
+            "wrk" if loadgen == "wrk" or (loadgen == "auto" and shutil.which("wrk")) else "aiohttp"
+        )
+        emit(Report("query", params, metrics, Machine.current()), json_path)
+    finally:
+        if work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
