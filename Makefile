@@ -4,7 +4,7 @@
 #
 #   make test    lint, type-check, layer check, then the whole pytest suite
 #                (the kafka tests start the local broker themselves)
-#   make demo    the end-to-end demo (`kubedelta demo`; until it exists: the broker)
+#   make demo    the end-to-end demo (`kubedelta demo`, DEMO_ARGS for its options)
 #   make kafka   start the local broker (127.0.0.1:9092) and show its status
 #   make lint    ruff, ruff format --check, mypy --strict, import-linter
 #
@@ -16,6 +16,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: test lint pytest demo kafka kafka-stop kafka-status jars install clean-kafka
 
@@ -58,12 +59,9 @@ kafka-stop: install
 kafka-status: install
 	$(BIN)/kubedelta kafka status
 
+# Broker, simulator, producers, consumer and query API; prints curl lines; Ctrl-C stops all.
 demo: jars
-	@if $(BIN)/kubedelta demo --help >/dev/null 2>&1; then \
-		$(BIN)/kubedelta demo; \
-	else \
-		$(BIN)/kubedelta kafka start && $(BIN)/kubedelta kafka status; \
-	fi
+	$(BIN)/kubedelta demo $(DEMO_ARGS)
 
 # Stop the broker and delete its topics (jars stay cached).
 clean-kafka: install

@@ -12,6 +12,7 @@ from kubedelta import (
     cmd_bench,
     cmd_cluster,
     cmd_consume,
+    cmd_demo,
     cmd_kafka,
     cmd_produce,
     cmd_serve,
@@ -32,5 +33,6 @@ main.add_command(cmd_bench.bench)
 main.add_command(cmd_simulate.simulate)
 main.add_command(cmd_produce.produce)
 main.add_command(cmd_serve.serve)
+main.add_command(cmd_demo.demo)
 main.add_command(cmd_consume.consume)
 main.add_command(cmd_consume.replay)

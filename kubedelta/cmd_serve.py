@@ -24,11 +24,12 @@ import uvicorn
 import uvloop
 
 from deltas.errors import KubedeltaError
+from deltas.keys import DEFAULT_TOPIC_PREFIX
 from query.app import create_asgi
-from query.auth import load_tokens
+from query.auth import TokenTable, load_tokens
 from query.config import QueryConfig
 from query.service import QueryService
-from store import StoreOptions
+from store import StoreError, StoreOptions
 
 
 def _continue_secret(tokens_file: Path, secret_file: Path | None) -> bytes:
@@ -51,6 +52,21 @@ def _wait_for_store(path: Path, timeout_s: float) -> None:
                 f"no store at {path} after {timeout_s:g} s: start `kubedelta consume` first"
             )
         time.sleep(0.2)
+
+
+def _open_when_ready(config: QueryConfig, tokens: TokenTable, timeout_s: float) -> QueryService:
+    """Open the store, retrying while the consumer is still creating it (its column
+    families appear a moment after CURRENT)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return QueryService.open(config, tokens)
+        except StoreError as exc:
+            if time.monotonic() > deadline:
+                raise click.ClickException(str(exc)) from exc
+            time.sleep(0.2)
+        except KubedeltaError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 @click.command("serve")
@@ -80,6 +96,12 @@ def _wait_for_store(path: Path, timeout_s: float) -> None:
     default=StoreOptions().history_retention_s,
     show_default=True,
     help="Seconds of history the consumer keeps (must match it): older ?at= answers 410.",
+)
+@click.option(
+    "--topic-prefix",
+    default=DEFAULT_TOPIC_PREFIX,
+    show_default=True,
+    help="The consumer's topic prefix (per-partition offsets in cluster status).",
 )
 @click.option(
     "--catch-up-interval",
@@ -113,6 +135,7 @@ def serve(
     port: int,
     tokens_file: Path,
     history_retention: int,
+    topic_prefix: str,
     catch_up_interval: float,
     secondary_dir: Path | None,
     continue_secret_file: Path | None,
@@ -133,13 +156,12 @@ def serve(
             store_path=data_dir,
             secondary_path=secondary,
             continue_secret=_continue_secret(tokens_file, continue_secret_file),
-            store_options=StoreOptions(history_retention_s=history_retention),
+            store_options=StoreOptions(
+                history_retention_s=history_retention, topic_prefix=topic_prefix
+            ),
             catch_up_interval_s=catch_up_interval,
         )
-        try:
-            service = QueryService.open(config, tokens)
-        except KubedeltaError as exc:
-            raise click.ClickException(str(exc)) from exc
+        service = _open_when_ready(config, tokens, wait_for_store)
         try:
             uvloop.run(_serve(service, port, log_level))
         finally:
