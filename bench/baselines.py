@@ -5,14 +5,16 @@ and materialized by
   consumer, ours included): ``aiokafka_baseline_per_s``;
 - Quix Streams, an Application with one StreamingDataFrame per cluster topic that keeps
   the latest value of each key in its RocksDB state: ``quix_per_s``;
-- our own materialization, ``kubedelta replay`` into a fresh store: ``ours_per_s``.
+- our own materialization, ``kubedelta replay``'s code (``consumers.Replayer`` with the
+  CLI's default settings) into a fresh store: ``ours_per_s``.
 
 Each runs in its own process, one after the other, over every cluster topic under one
 prefix from the beginning to the end offsets taken at its start. Rates are records
 per second over the span of the work, client start-up excluded: aiokafka from its
 first fetch to its last record; Quix from its first record (its group join takes
-seconds) until its run returns with the state flushed; ours: replay's own wall time,
-which includes listing offsets, opening the store and the final flush.
+seconds) until its run returns with the state flushed; ours from the moment replay has
+planned its offsets and opened the store until it returns with the store flushed.
+``<name>_total_s`` is each one's whole run, start-up included.
 
 Quix runs without changelog topics (its default writes every state update back to
 Kafka): that keeps its work to what ours does (the Kafka log *is* our changelog) and
@@ -36,9 +38,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.errors import BenchError
-from bench.procs import MIB, Components
+from bench.procs import MIB, Components, interrupt_on_sigterm
 from bench.report import Machine, Report, emit, json_option
+from consumers import ConsumerConfig, ReplayConfig, Replayer
 from plumbing import broker
+from plumbing.kafka import KafkaConnection
+from store import StoreOptions
 
 #: Fetch sizes as our consumer uses them (consumers/config.py), so the ceiling is fair.
 FETCH_MAX_BYTES = 64 * MIB
@@ -216,15 +221,35 @@ def _identity(value: bytes) -> bytes:
     return value
 
 
+# -- ours ----------------------------------------------------------------------------------
+
+
+async def ours_baseline(bootstrap: str, topic_prefix: str, data_dir: Path) -> BaselineResult:
+    """``kubedelta replay``'s code path (consumers.Replayer, the CLI's default settings)
+    into a fresh store; the clock starts when replay has planned its offsets and opened
+    the store (its first progress call), and stops when it returns (store flushed)."""
+    began = time.monotonic()
+    clock = {"start": 0.0}
+
+    def progress(done: int, total: int) -> None:
+        if clock["start"] == 0.0:
+            clock["start"] = time.monotonic()
+
+    config = ReplayConfig(
+        consumer=ConsumerConfig(
+            data_dir=data_dir,
+            connection=KafkaConnection(bootstrap_servers=bootstrap),
+            topic_prefix=topic_prefix,
+            dead_letter_topic=f"{topic_prefix}-deadletter",
+        ),
+        force=True,
+    )
+    summary = await Replayer(config, StoreOptions(topic_prefix=topic_prefix), progress).run()
+    ended = time.monotonic()
+    return BaselineResult("ours", summary.records, ended - clock["start"], ended - began)
+
+
 # -- orchestration ----------------------------------------------------------------------------
-
-
-def parse_replay_output(text: str) -> tuple[int, float]:
-    """(records, seconds) from ``kubedelta replay``'s summary line."""
-    match = re.search(r"replayed\s+([\d,]+)\s+records?\s+in\s+([\d.]+)\s*s", text)
-    if match is None:
-        raise BaselineError(f"could not find the replay summary in:\n{text[-2000:]}")
-    return int(match.group(1).replace(",", "")), float(match.group(2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +268,8 @@ def run_baselines(run: BaselineRun, components: Components) -> dict[str, float]:
     """Run the chosen baselines one after the other; returns their metrics."""
     metrics: dict[str, float] = {}
     results: dict[str, BaselineResult] = {}
-    names = [n for n in ("aiokafka", "quix") if getattr(run, n)]
+    run.work_dir.mkdir(parents=True, exist_ok=True)
+    names = [n for n in ("aiokafka", "quix", "ours") if getattr(run, n)]
     for name in names:
         result_file = run.work_dir / f"baseline-{name}.json"
         result_file.unlink(missing_ok=True)
@@ -271,30 +297,6 @@ def run_baselines(run: BaselineRun, components: Components) -> dict[str, float]:
         data = orjson.loads(result_file.read_bytes())
         results[name] = BaselineResult(**data)
         metrics[f"rss_mb_baseline_{name}"] = component.usage.peak_rss_bytes / MIB
-    if run.ours:
-        store = run.work_dir / "replay-store"
-        component = components.start(
-            "replay",
-            [
-                "replay",
-                "--bootstrap",
-                run.bootstrap,
-                "--topic-prefix",
-                run.topic_prefix,
-                "--data-dir",
-                str(store),
-                "--force",
-            ],
-        )
-        while component.alive():
-            components.sample()
-            time.sleep(0.5)
-        text = component.log_path.read_text(errors="replace")
-        if component.process.returncode != 0:
-            raise BaselineError(f"kubedelta replay failed; log tail:\n{component.log_tail()}")
-        records, seconds = parse_replay_output(text)
-        results["ours"] = BaselineResult("ours", records, seconds, seconds)
-        metrics["rss_mb_replay"] = component.usage.peak_rss_bytes / MIB
     for name, key in (
         ("aiokafka", "aiokafka_baseline_per_s"),
         ("quix", "quix_per_s"),
@@ -303,6 +305,7 @@ def run_baselines(run: BaselineRun, components: Components) -> dict[str, float]:
         if name in results:
             metrics[key] = results[name].per_s
             metrics[f"{name}_records"] = results[name].records
+            metrics[f"{name}_total_s"] = results[name].total_seconds
     if "ours" in results and "quix" in results and results["quix"].per_s > 0:
         metrics["ours_to_quix_ratio"] = results["ours"].per_s / results["quix"].per_s
     if "ours" in results and "aiokafka" in results and results["aiokafka"].per_s > 0:
@@ -314,7 +317,7 @@ def run_baselines(run: BaselineRun, components: Components) -> dict[str, float]:
 
 
 @click.command("baseline-worker", hidden=True)
-@click.argument("name", type=click.Choice(["aiokafka", "quix"]))
+@click.argument("name", type=click.Choice(["aiokafka", "quix", "ours"]))
 @click.option("--bootstrap", required=True)
 @click.option("--topic-prefix", required=True)
 @click.option("--state-dir", type=click.Path(path_type=Path), required=True)
@@ -328,6 +331,8 @@ def worker_command(
         raise click.ClickException(f"no cluster topics under {topic_prefix!r}")
     if name == "aiokafka":
         outcome = asyncio.run(aiokafka_baseline(bootstrap, topics))
+    elif name == "ours":
+        outcome = asyncio.run(ours_baseline(bootstrap, topic_prefix, state_dir))
     else:
         expected = asyncio.run(topic_record_counts(bootstrap, topics))
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -351,6 +356,7 @@ def command(
     topic_prefix: str, bootstrap: str | None, work_dir: Path, quix: bool, json_path: Path | None
 ) -> None:
     """Read the cluster topics under a prefix with aiokafka, Quix Streams and kubedelta replay."""
+    interrupt_on_sigterm()
     bootstrap = bootstrap or ensure_broker()
     work_dir.mkdir(parents=True, exist_ok=True)
     components = Components(work_dir / "logs")

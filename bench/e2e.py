@@ -44,6 +44,7 @@ from bench.phases import (
 )
 from bench.pipeline import Pipeline, PipelineConfig, default_producer_processes
 from bench.plots import plot_cdf, plot_throughput
+from bench.procs import interrupt_on_sigterm
 from bench.queryclient import QueryClient
 from bench.report import Machine, Progress, Report, emit, json_option
 from bench.simclient import SimClient
@@ -129,21 +130,25 @@ async def run_e2e(
     series: dict[str, Any] = {}
     rng = random.Random(f"{cfg.seed}/probes")
     try:
-        click.echo(f"simulator: generating {cfg.clusters} x {cfg.objects} objects ...", err=True)
+        say(f"simulator: generating {cfg.clusters} x {cfg.objects} objects")
         sim_started = time.monotonic()
         await pipeline.start_simulator(timeout_s=120.0 + cfg.clusters * cfg.objects / 5_000)
         metrics["simulator_start_s"] = time.monotonic() - sim_started
+        async with SimClient(pipeline.sim_url) as sim:
+            stats = await sim.stats(per_cluster=True)
+        expected = {name: int(c["objects"]) for name, c in stats["per_cluster"].items()}
+        metrics["objects_total"] = sum(expected.values())
+        monitor_started = time.monotonic()
+        say(f"producers: {producers} process(es); then consumer and query service")
+        pipeline.start_producers()
+        await pipeline.wait_for_topics(timeout_s=60.0 + cfg.clusters * 0.5)
         await pipeline.start_consumer()
         await pipeline.start_query()
         async with (
             SimClient(pipeline.sim_url) as sim,
             QueryClient(pipeline.query_url, pipeline.config.token) as query,
         ):
-            stats = await sim.stats(per_cluster=True)
-            expected = {name: int(c["objects"]) for name, c in stats["per_cluster"].items()}
-            metrics["objects_total"] = sum(expected.values())
-            pipeline.start_producers()
-            monitor = Monitor(pipeline, query, sim)
+            monitor = Monitor(pipeline, query, sim, started=monitor_started)
             sync_s = await initial_sync(
                 monitor, expected, cfg.sync_timeout(), cfg.sample_interval_s
             )
@@ -156,6 +161,9 @@ async def run_e2e(
             sync_end = len(monitor.samples)
 
             # -- churn ---------------------------------------------------------------------
+            say(
+                f"initial sync: {sync_s:.1f} s; churn at {churn_target:g}/s for {cfg.duration_s:g} s"
+            )
             probe_prefix = f"kd-probe-{pipeline.topic_prefix[-6:]}-"
             watcher = FeedWatcher(
                 pipeline.query_url, pipeline.config.token, name_prefix=probe_prefix
@@ -193,6 +201,7 @@ async def run_e2e(
             metrics["bytes_per_change"] = wire / changes if changes else math.nan
 
             # -- settle ----------------------------------------------------------------------
+            say("settling: waiting for the last probes and records")
             settle_started = time.monotonic()
             wanted = {(p.cluster, p.name) for p in probes}
             while time.monotonic() - settle_started < cfg.settle_timeout_s:
@@ -219,7 +228,7 @@ async def run_e2e(
             metrics["e2e_max_ms"] = max(latencies_ms, default=math.nan)
 
             # -- verify ----------------------------------------------------------------------
-            click.echo("verifying: simulator state vs query API, object by object ...", err=True)
+            say("verifying: simulator state vs query API, object by object")
             verify_started = time.monotonic()
             differences, examples, compared = await verify(
                 sim, query, pipeline.config.cluster_names()
@@ -237,11 +246,12 @@ async def run_e2e(
         series["sync_end"] = sync_end
         series["churn_end"] = churn_end
         series["latencies_ms"] = latencies_ms
+        say("stopping the services")
         pipeline.stop_services()
 
         # -- baselines -------------------------------------------------------------------------
         if cfg.baselines:
-            click.echo("baselines: aiokafka, quix, replay over the same topics ...", err=True)
+            say("baselines: aiokafka, quix, replay over the same topics")
             metrics.update(
                 run_baselines(
                     BaselineRun(
@@ -261,6 +271,14 @@ async def run_e2e(
             shutil.rmtree(cfg.work_dir / "store", ignore_errors=True)
             shutil.rmtree(cfg.work_dir / "baselines", ignore_errors=True)
     return params, metrics, series
+
+
+_T0 = time.monotonic()
+
+
+def say(text: str) -> None:
+    """A progress line on stderr with the time since the scenario started."""
+    click.echo(f"[{time.monotonic() - _T0:6.1f} s] {text}", err=True)
 
 
 def write_plots(json_path: Path, series: dict[str, Any]) -> list[Path]:
@@ -376,6 +394,9 @@ def command(
         plots=plots,
         keep=keep,
     )
+    interrupt_on_sigterm()
+    global _T0
+    _T0 = time.monotonic()
     params, metrics, series = asyncio.run(run_e2e(cfg))
     report = Report("e2e", params, metrics, Machine.current())
     emit(report, json_path)

@@ -48,12 +48,12 @@ class Monitor:
         self.pipeline.components.sample()
         self.pipeline.components.check_alive()
         document = await self.query.get_json("/api/v1/clusters")
-        visible = consumed = 0
+        visible = 0
         for status in document.get("clusters", []):
             count = int(status.get("objectCount") or 0)
             self.per_cluster[status["cluster"]] = count
             visible += count
-            consumed += sum(int(p.get("nextOffset") or 0) for p in status.get("partitions", []))
+        consumed = self.pipeline.consumed_records()
         stats = await self.sim.stats()
         sample = Sample(
             time.monotonic() - self.started,
@@ -92,9 +92,10 @@ async def end_offsets_total(bootstrap: str, topic_prefix: str) -> int:
 async def initial_sync(
     monitor: Monitor, expected: dict[str, int], timeout_s: float, interval_s: float
 ) -> float:
-    """Seconds from now until every cluster's view count equals the simulator's."""
+    """Seconds from the monitor's start (the producers' start) until every cluster's view
+    count equals the simulator's."""
     total = sum(expected.values())
-    started = time.monotonic()
+    started = monitor.started
     with Progress(total, "initial sync") as progress:
         while True:
             sample = await monitor.sample()

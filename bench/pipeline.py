@@ -26,6 +26,7 @@ from bench.kafkadisk import topic_bytes
 from bench.procs import MIB, Component, Components, dir_bytes
 from bench.queryclient import QueryClient
 from plumbing import broker
+from store import StoreOptions, ViewReader
 
 
 class PipelineError(BenchError):
@@ -101,6 +102,7 @@ class Pipeline:
         self.consumer: Component | None = None
         self.query: Component | None = None
         self.producers: list[Component] = []
+        self._reader: ViewReader | None = None
 
     # -- start -------------------------------------------------------------------------------
     async def start_simulator(self, timeout_s: float) -> str:
@@ -141,6 +143,11 @@ class Pipeline:
                 self.topic_prefix,
                 "--data-dir",
                 str(self.store_dir),
+                # Not <prefix>.<name>: that would match the cluster topic pattern.
+                "--dead-letter-topic",
+                f"{self.topic_prefix}-deadletter",
+                "--log-level",
+                "WARNING",
             ],
         )
         # The store exists once the consumer opened it; the query service needs it.
@@ -207,7 +214,46 @@ class Pipeline:
                 )
             )
 
+    async def wait_for_topics(self, timeout_s: float) -> None:
+        """Until the producers have created every cluster topic. The consumer starts after
+        that: started on an empty prefix it would wait for an assignment forever (its
+        getmany blocks while aiokafka has no assignment at all)."""
+        wanted = {f"{self.topic_prefix}.{name}" for name in self.config.cluster_names()}
+        deadline = time.monotonic() + timeout_s
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            while True:
+                self.components.check_alive()
+                if wanted <= set(await admin.list_topics()):
+                    return
+                if time.monotonic() > deadline:
+                    raise PipelineError(
+                        f"the producers did not create their topics in {timeout_s:.0f} s"
+                    )
+                await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+
     # -- measure -----------------------------------------------------------------------------
+    def consumed_records(self) -> int:
+        """Sum of the next offsets the consumer committed in its store: records read.
+        Read from the store (a RocksDB secondary), because the query service reports
+        partition offsets only for the default topic prefix."""
+        if self._reader is None:
+            if not (self.store_dir / "CURRENT").exists():
+                return 0
+            self._reader = ViewReader.open(
+                self.store_dir,
+                self.config.work_dir / "bench-secondary",
+                StoreOptions(topic_prefix=self.topic_prefix),
+            )
+        self._reader.catch_up()
+        prefix = self.topic_prefix + "."
+        return sum(
+            n for (topic, _p), n in self._reader.offsets().items() if topic.startswith(prefix)
+        )
+
     def topic_log_bytes(self) -> int:
         return topic_bytes(self.broker_config.data, self.topic_prefix + ".").log_bytes
 
@@ -242,6 +288,9 @@ class Pipeline:
     # -- stop --------------------------------------------------------------------------------
     def stop_services(self) -> None:
         """Stop every started component (producers first, then consumer, query, simulator)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         order: Sequence[Component | None] = [
             *self.producers,
             self.query,
@@ -256,7 +305,7 @@ class Pipeline:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
-            names = [t for t in await admin.list_topics() if t.startswith(self.topic_prefix + ".")]
+            names = [t for t in await admin.list_topics() if t.startswith(self.topic_prefix)]
             for start in range(0, len(names), 200):
                 with contextlib.suppress(Exception):
                     await admin.delete_topics(names[start : start + 200])

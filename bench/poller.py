@@ -32,6 +32,7 @@ import click
 from bench.feedwatch import FeedWatcher
 from bench.phases import Monitor, Probe, initial_sync, send_probes
 from bench.pipeline import Pipeline, PipelineConfig
+from bench.procs import interrupt_on_sigterm
 from bench.queryclient import QueryClient
 from bench.report import Machine, Progress, Report, emit, json_option
 from bench.simclient import KindRef, ListResult, SimClient
@@ -203,16 +204,19 @@ async def run_poller_bench(cfg: PollerBenchConfig) -> tuple[dict[str, Any], dict
     metrics: dict[str, float] = {}
     try:
         await pipeline.start_simulator(timeout_s=120.0 + cfg.clusters * cfg.objects / 5_000)
+        async with SimClient(pipeline.sim_url) as sim:
+            stats = await sim.stats(per_cluster=True)
+        expected = {name: int(c["objects"]) for name, c in stats["per_cluster"].items()}
+        monitor_started = time.monotonic()
+        pipeline.start_producers()
+        await pipeline.wait_for_topics(timeout_s=60.0 + cfg.clusters * 0.5)
         await pipeline.start_consumer()
         await pipeline.start_query()
         async with (
             SimClient(pipeline.sim_url, gzip_accounting=True) as sim,
             QueryClient(pipeline.query_url, pipeline.config.token) as query,
         ):
-            stats = await sim.stats(per_cluster=True)
-            expected = {name: int(c["objects"]) for name, c in stats["per_cluster"].items()}
-            pipeline.start_producers()
-            monitor = Monitor(pipeline, query, sim)
+            monitor = Monitor(pipeline, query, sim, started=monitor_started)
             metrics["initial_sync_s"] = await initial_sync(monitor, expected, 600.0, 1.0)
 
             probe_prefix = f"kd-probe-{pipeline.topic_prefix[-6:]}-"
@@ -377,5 +381,6 @@ def command(
         work_dir=work_dir,
         keep=keep,
     )
+    interrupt_on_sigterm()
     params, metrics = asyncio.run(run_poller_bench(cfg))
     emit(Report("poller", params, metrics, Machine.current()), json_path)

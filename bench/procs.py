@@ -48,6 +48,7 @@ class Usage:
     peak_rss_bytes: int = 0
     last_rss_bytes: int = 0
     cpu_s: float = 0.0  #: user + system seconds, the latest sample
+    cpu_offset_s: float = 0.0  #: CPU seconds spent before we started watching (subtracted)
 
     def sample(self, process: psutil.Process) -> None:
         rss = 0
@@ -63,7 +64,7 @@ class Usage:
             self.last_rss_bytes = rss
             self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
         if cpu:
-            self.cpu_s = max(self.cpu_s, cpu)
+            self.cpu_s = max(self.cpu_s, cpu - self.cpu_offset_s)
 
 
 @dataclass
@@ -166,7 +167,12 @@ class Components:
         return component
 
     def watch_external(self, role: str, pid: int) -> None:
-        self.external[role] = Usage()
+        """Sample a process we did not start; its CPU counts from now on."""
+        usage = Usage()
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            usage.cpu_offset_s = times.user + times.system
+        self.external[role] = usage
         self._external_pids[role] = pid
 
     def sample(self) -> None:
@@ -205,3 +211,14 @@ def dir_bytes(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.stat(os.path.join(root, name)).st_size
     return total
+
+
+def interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so a terminated benchmark still runs its
+    ``finally`` blocks and stops the components it started (they run in their own
+    sessions and would not get the signal)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)

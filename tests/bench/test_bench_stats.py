@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-from bench.baselines import parse_replay_output
 from bench.feedwatch import SseParser
 from bench.kafkadisk import partition_dir_topic
 from bench.poller import PollerAccounting
@@ -99,7 +98,3 @@ def test_poller_accounting_extrapolates_per_cycle_averages() -> None:
     seen, unseen = acc.staleness([("c1", "kd-probe-1", 90.0), ("c1", "kd-probe-2", 95.0)])
     assert seen == [10.0]  # first sighting counts
     assert unseen == 1
-
-
-def test_replay_summary_line_is_parsed() -> None:
-    assert parse_replay_output("...\nreplayed 1,234 records in 2.50 s\n") == (1234, 2.5)

@@ -1,0 +1,76 @@
+"""A tiny end-to-end benchmark run: 2 clusters x 50 objects through the real simulator,
+producer, broker, consumer and query service (each its own process), then the
+baselines over the same topics. The report must have every documented metric and the
+view must equal the simulator's state object for object."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.e2e import E2eConfig, run_e2e, write_plots
+
+CORE_METRICS = {
+    "objects_total",
+    "initial_sync_s",
+    "verified",
+    "differences",
+    "churn_per_s",
+    "e2e_p50_ms",
+    "e2e_p95_ms",
+    "e2e_p99_ms",
+    "bytes_per_change",
+    "disk_bytes",
+    "store_disk_bytes",
+    "kafka_disk_bytes",
+    "rss_mb_simulator",
+    "rss_mb_producer_max",
+    "rss_mb_consumer",
+    "rss_mb_query",
+    "rss_mb_broker",
+    "probes_sent",
+    "probes_seen",
+}
+BASELINE_METRICS = {"aiokafka_baseline_per_s", "ours_per_s", "ours_to_aiokafka_ratio"}
+QUIX_METRICS = {"quix_per_s", "ours_to_quix_ratio"}
+
+
+@pytest.mark.kafka
+async def test_tiny_e2e_run_verifies_and_reports_every_metric(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    quix = importlib.util.find_spec("quixstreams") is not None
+    cfg = E2eConfig(
+        clusters=2,
+        objects=50,
+        churn_per_s=20.0,
+        duration_s=3.0,
+        probes=10,
+        work_dir=tmp_path / "e2e",
+        baselines=True,
+        quix=quix,
+        plots=False,
+        sync_timeout_s=90.0,
+        settle_timeout_s=30.0,
+    )
+    params, metrics, series = await run_e2e(cfg)
+
+    expected = CORE_METRICS | BASELINE_METRICS | (QUIX_METRICS if quix else set())
+    assert expected <= metrics.keys()
+    assert metrics["verified"] is True
+    assert metrics["differences"] == 0
+    assert metrics["objects_total"] == 100
+    assert metrics["probes_seen"] == metrics["probes_sent"] == 10
+    assert metrics["churn_per_s"] > 0
+    assert metrics["bytes_per_change"] > 0
+    assert all(not math.isnan(float(v)) for v in metrics.values())
+    # Every baseline read the same records the producers wrote.
+    assert metrics["aiokafka_records"] == metrics["ours_records"] > 0
+    assert params["clusters"] == 2 and params["objects"] == 50
+    assert series["latencies_ms"] and len(series["samples"]) >= 2
+    # Without matplotlib no files; with it, two PNGs beside the JSON.
+    written = write_plots(tmp_path / "report.json", series)
+    assert all(p.exists() for p in written)
