@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import click
 import orjson
 import psutil
@@ -168,6 +169,7 @@ class Child:
     def __init__(self, process: asyncio.subprocess.Process, stats: Path) -> None:
         self.process = process
         self.stats = stats
+        self.metrics_url = ""
         self.ps = psutil.Process(process.pid)
         self.peak_rss = 0
         self._sampler = asyncio.create_task(self._sample())
@@ -180,13 +182,47 @@ class Child:
                 return
             await asyncio.sleep(0.1)
 
-    async def ready(self, timeout_s: float) -> dict[str, Any]:
+    async def _line(self, timeout_s: float) -> dict[str, Any]:
         assert self.process.stdout is not None
         line = await asyncio.wait_for(self.process.stdout.readline(), timeout_s)
         if not line:
-            raise click.ClickException("the producer child exited before it was ready")
+            raise click.ClickException("the producer child exited early")
         result: dict[str, Any] = json.loads(line)
         return result
+
+    async def ready(self, timeout_s: float) -> dict[str, Any]:
+        health = await self._line(60)
+        self.metrics_url = f"http://127.0.0.1:{health['port']}/metrics"
+        return await self._line(timeout_s)
+
+    async def progress(self) -> tuple[float, float]:
+        """(events observed so far, records in the buffer) from the child's /metrics."""
+        async with aiohttp.ClientSession() as session, session.get(self.metrics_url) as r:
+            text = await r.text()
+        observed = buffered = 0.0
+        for line in text.splitlines():
+            if (
+                line.startswith("kubedelta_producer_events_observed_total{")
+                and "LISTED" not in line
+            ):
+                observed += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("kubedelta_producer_buffer_records{"):
+                buffered += float(line.rsplit(" ", 1)[1])
+        return observed, buffered
+
+    async def caught_up(self, timeout_s: float = 300.0) -> float:
+        """Wait until the child has processed every watch event (its observed count stops
+        moving for 1 s) and Kafka acknowledged everything; returns the seconds it took."""
+        began = time.monotonic()
+        last, since = -1.0, time.monotonic()
+        while time.monotonic() - began < timeout_s:
+            observed, buffered = await self.progress()
+            if observed != last or buffered:
+                last, since = observed, time.monotonic()
+            elif time.monotonic() - since >= 1.0:
+                return since - began
+            await asyncio.sleep(0.1)
+        raise click.ClickException("the producer did not catch up with the churn")
 
     def cpu_s(self) -> float:
         times = self.ps.cpu_times()
@@ -272,9 +308,9 @@ async def run_async(config: ProducerBenchConfig, bootstrap: str, tmp: Path) -> d
             await sim.stop_churn()
             elapsed = time.monotonic() - t0
             made = driver.changes - changes_before
-            await asyncio.sleep(2.0)  # let the tail be acknowledged
             cpu_child = child.cpu_s() - cpu_child
             cpu_sim = own_cpu_s() - cpu_sim
+            metrics[f"churn_catch_up_s_{codec}"] = round(await child.caught_up(), 2)
             stats = await child.finish()
             latency = stats["latency"]
             metrics[f"churn_changes_per_s_{codec}"] = round(made / elapsed)

@@ -1,7 +1,7 @@
 """The producer under benchmark, in its own process (so its RSS and CPU are its own).
 
 Runs ``producers.agent.run_producers`` exactly as ``kubedelta produce`` does, plus
-hooks for measurement: one JSON line on stdout when ready, latency samples from
+hooks for measurement: a JSON line on stdout with its /metrics port, one when ready, latency samples from
 watch event to Kafka acknowledgement, and a stats file at exit.
 SIGUSR1 clears the latency samples (start of a measurement window); SIGTERM stops
 (flushing to Kafka, as in production).
@@ -24,6 +24,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from plumbing.health import HealthServer, HealthServerConfig
 from plumbing.kafka import KafkaConnection
 from producers.agent import ClusterProducer, freeze_heap, run_producers, tune_gc
 from producers.config import (
@@ -124,12 +125,20 @@ async def main(args: argparse.Namespace) -> None:
         }
         print(json.dumps(line), flush=True)
 
+    health = HealthServer(
+        HealthServerConfig("127.0.0.1", 0),
+        registry,
+        ready=lambda: bool(running) and running[0].ready(),
+    )
+    await health.start()
+    print(json.dumps({"event": "health", "port": health.port}), flush=True)
     watcher = asyncio.create_task(report_ready())
     began = time.monotonic()
     await run_producers(
         [config], ProducerMetrics(registry), stop, on_ack=samples.on_ack, started=running.extend
     )
     watcher.cancel()
+    await health.stop()
     stats = {
         "latency": samples.summary(),
         "records_acked_window": samples.records,

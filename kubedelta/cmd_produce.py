@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from deltas import DEFAULT_TOPIC_PREFIX
 from plumbing.health import HealthServer, HealthServerConfig
 from plumbing.kafka import KafkaConnection
-from producers.agent import ClusterProducer, run_producers, tune_gc
+from producers.agent import ClusterProducer, freeze_heap, run_producers, tune_gc
 from producers.config import (
     DEFAULT_EXCLUDED_KINDS,
     ApiConnectionConfig,
@@ -194,9 +194,18 @@ async def serve(settings: ProduceSettings) -> None:
     )
     url = await health.start()
     logging.getLogger("kubedelta").info("metrics and health on %s", url)
+
+    async def freeze_when_synced() -> None:
+        # The ledger is built by then: keep the cyclic GC from rescanning it forever.
+        while not (running and all(p.ready() for p in running)):  # noqa: ASYNC110 (a predicate)
+            await asyncio.sleep(1.0)
+        freeze_heap()
+
+    freezer = asyncio.create_task(freeze_when_synced())
     try:
         await run_producers(configs, metrics, stop, started=running.extend)
     finally:
+        freezer.cancel()
         await health.stop()
 
 
