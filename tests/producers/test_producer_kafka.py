@@ -393,7 +393,68 @@ async def test_429_backs_off_and_resumes_without_relist(kafka_bootstrap: str) ->
             "the change after the throttling",
             running,
         )
+        # 5xx: the same, counted as errors.
+        c.fail(2, status=503)
+        c.drop_connections()
+        await wait_until(
+            lambda: (
+                running.metric(
+                    "kubedelta_producer_watch_restarts_total", kind="configmaps", reason="error"
+                )
+                >= 3
+            ),  # the dropped stream + two 503s
+            30,
+            "503s retried",
+            running,
+        )
         assert running.metric_sum("kubedelta_producer_relists_total") == relists
+        await running.close()
+
+
+async def test_silent_watch_is_reopened_without_relist(kafka_bootstrap: str) -> None:
+    # Bookmarks every 60 s, idle timeout 1 s: the watch goes quiet and must be reopened.
+    sim = Simulator(
+        SimulatorConfig(clusters=("c1",), objects_per_cluster=50, seed=12, bookmark_interval_s=60)
+    )
+    async with sim.serve() as base:
+        config = producer_config(
+            kafka_bootstrap,
+            f"{base}/clusters/c1",
+            kinds=("configmaps",),
+            watch=replace(FAST_WATCH, idle_timeout_s=1.0, discovery_interval_s=3600.0),
+        )
+        running = await start_producer(config)
+        await running.wait_ready()
+        await wait_until(
+            lambda: (
+                running.metric(
+                    "kubedelta_producer_watch_restarts_total", kind="configmaps", reason="idle"
+                )
+                >= 2
+            ),
+            30,
+            "two idle reconnects",
+            running,
+        )
+        assert running.metric_sum("kubedelta_producer_relists_total") == 1
+        c = sim.cluster("c1")
+        target = objects_of(c, "ConfigMap")[0]
+        c.update(changed_content(target, "after-idle"))
+        await wait_until(
+            lambda: (
+                running.metric(
+                    "kubedelta_producer_events_observed_total", kind="configmaps", event="MODIFIED"
+                )
+                >= 1
+                and running.producer.sink is not None
+                and running.producer.sink.pending == 0
+            ),
+            30,
+            "the change after idle reconnects",
+            running,
+        )
+        bodies = latest_bodies(await read_records(kafka_bootstrap, running.producer.topic))
+        assert b'"kubedelta-test":"after-idle"' in bodies[key_of(target)]
         await running.close()
 
 
