@@ -760,10 +760,9 @@ def _check_formatted_ports(config: LocalBrokerConfig) -> None:
     home is formatted differently: refuse to run it with another layout."""
     marker = _formatted_marker(config)
     wanted = config.layout
-    if (
-        not any(_is_formatted(node) for node in config.nodes())
-        and not (config.home / "data" / "meta.properties").exists()
-    ):
+    formatted = [config.home / "data" / "meta.properties"]
+    formatted += list(config.home.glob("node-*/data/meta.properties"))
+    if not any(path.exists() for path in formatted):
         marker.unlink(missing_ok=True)
         return
     if marker.exists() and marker.read_text().strip() != wanted:

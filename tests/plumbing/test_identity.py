@@ -257,3 +257,14 @@ def test_the_home_remembers_its_layout(tmp_path: Path) -> None:
     assert (found.secure, found.mtls) == (True, True)
     plain = LocalBrokerConfig(home=tmp_path / "other")
     assert broker.recorded_layout(plain) == plain  # never formatted: unchanged
+
+
+def test_a_cluster_home_is_not_started_as_a_single_broker(tmp_path: Path) -> None:
+    cluster = LocalBrokerConfig(home=tmp_path, port=19300, controller_port=19310, brokers=3)
+    (tmp_path / "node-1" / "data").mkdir(parents=True)
+    (tmp_path / "node-1" / "data" / "meta.properties").write_text("node.id=1\n")
+    (tmp_path / "formatted-for").write_text(cluster.layout + "\n")
+    single = LocalBrokerConfig(home=tmp_path, port=19300, controller_port=19301)
+    with pytest.raises(BrokerError, match="kafka reset"):
+        broker.start(single)
+    assert (tmp_path / "formatted-for").exists()
