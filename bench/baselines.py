@@ -16,9 +16,10 @@ seconds) until its run returns with the state flushed; ours from the moment repl
 planned its offsets and opened the store until it returns with the store flushed.
 ``<name>_total_s`` is each one's whole run, start-up included.
 
-Quix runs without changelog topics (its default writes every state update back to
-Kafka): that keeps its work to what ours does (the Kafka log *is* our changelog) and
-is the fastest Quix can materialize. It stores the raw record value; it does not
+Quix runs without changelog topics unless ``--quix-changelog`` (its own default writes
+every state update back to Kafka): that keeps its work to what ours does (the Kafka log
+*is* our changelog) and is the fastest Quix can materialize. Changelog topics it
+creates are deleted afterwards. It stores the raw record value; it does not
 decode our header, so it does less per record than we do.
 """
 
@@ -36,6 +37,7 @@ from typing import Any
 import click
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.errors import BenchError
 from bench.procs import MIB, Components, interrupt_on_sigterm
@@ -160,7 +162,7 @@ async def aiokafka_baseline(bootstrap: str, topics: list[str]) -> BaselineResult
 
 
 def quix_baseline(
-    bootstrap: str, topics: list[str], state_dir: Path, expected: int
+    bootstrap: str, topics: list[str], state_dir: Path, expected: int, changelog: bool = False
 ) -> BaselineResult:
     """Materialize ``topics`` into Quix's RocksDB state (latest value per key)."""
     try:
@@ -188,8 +190,8 @@ def quix_baseline(
         consumer_group=f"kubedelta-bench-quix-{uuid.uuid4().hex[:10]}",
         auto_offset_reset="earliest",
         state_dir=str(state_dir),
-        use_changelog_topics=False,
-        auto_create_topics=False,
+        use_changelog_topics=changelog,
+        auto_create_topics=changelog,  # changelog topics are created by Quix
         loglevel="WARNING",
         # Values are stored as the raw record bytes (Quix's default is JSON).
         rocksdb_options=RocksDBOptions(dumps=_raw_bytes, loads=_identity),
@@ -201,8 +203,13 @@ def quix_baseline(
     for name in topics:
         topic = app.topic(name, value_deserializer="bytes", key_deserializer="bytes")
         app.dataframe(topic).update(keep_latest, stateful=True)
-    app.run(count=expected, timeout=STALL_TIMEOUT_S, collect=False)
-    ended = time.monotonic()
+    group = app.config.consumer_group
+    try:
+        app.run(count=expected, timeout=STALL_TIMEOUT_S, collect=False)
+    finally:
+        ended = time.monotonic()
+        if changelog:
+            asyncio.run(_delete_topics_containing(bootstrap, group))
     records = int(seen["records"])
     # Quix's clock starts at its first record (its group join and assignment take
     # seconds), so that record is not counted. It ends when run() returns: state is
@@ -210,6 +217,18 @@ def quix_baseline(
     # count was not reached, run() idled for the stall timeout: end at the last record.
     end = ended if records >= expected else seen["last"]
     return BaselineResult("quix", max(records - 1, 0), end - seen["first"], ended - began)
+
+
+async def _delete_topics_containing(bootstrap: str, text: str) -> None:
+    """Remove the changelog topics Quix created for this run's consumer group."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if text in t]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
 
 
 def _raw_bytes(value: Any) -> bytes:
@@ -262,6 +281,7 @@ class BaselineRun:
     quix: bool = True
     ours: bool = True
     aiokafka: bool = True
+    quix_changelog: bool = False  #: Quix with changelog topics (its default setting)
 
 
 def run_baselines(run: BaselineRun, components: Components) -> dict[str, float]:
@@ -287,6 +307,7 @@ def run_baselines(run: BaselineRun, components: Components) -> dict[str, float]:
                 str(run.work_dir / f"{name}-state"),
                 "--result",
                 str(result_file),
+                *(["--quix-changelog"] if run.quix_changelog else []),
             ],
         )
         while component.alive():
@@ -322,8 +343,14 @@ def run_baselines(run: BaselineRun, components: Components) -> dict[str, float]:
 @click.option("--topic-prefix", required=True)
 @click.option("--state-dir", type=click.Path(path_type=Path), required=True)
 @click.option("--result", type=click.Path(path_type=Path), required=True)
+@click.option("--quix-changelog", is_flag=True, default=False)
 def worker_command(
-    name: str, bootstrap: str, topic_prefix: str, state_dir: Path, result: Path
+    name: str,
+    bootstrap: str,
+    topic_prefix: str,
+    state_dir: Path,
+    result: Path,
+    quix_changelog: bool,
 ) -> None:
     """Run one baseline in this process and write its result as JSON (internal)."""
     topics = asyncio.run(list_cluster_topics(bootstrap, topic_prefix))
@@ -336,7 +363,7 @@ def worker_command(
     else:
         expected = asyncio.run(topic_record_counts(bootstrap, topics))
         state_dir.mkdir(parents=True, exist_ok=True)
-        outcome = quix_baseline(bootstrap, topics, state_dir, expected)
+        outcome = quix_baseline(bootstrap, topics, state_dir, expected, quix_changelog)
     result.write_bytes(orjson.dumps(asdict(outcome)))
     click.echo(f"{name}: {outcome.records} records in {outcome.seconds:.2f} s")
 
@@ -351,9 +378,20 @@ def worker_command(
     show_default=True,
 )
 @click.option("--quix/--no-quix", default=True, show_default=True)
+@click.option(
+    "--quix-changelog/--no-quix-changelog",
+    default=False,
+    show_default=True,
+    help="Quix with its changelog topics (its default) instead of without.",
+)
 @json_option
 def command(
-    topic_prefix: str, bootstrap: str | None, work_dir: Path, quix: bool, json_path: Path | None
+    topic_prefix: str,
+    bootstrap: str | None,
+    work_dir: Path,
+    quix: bool,
+    quix_changelog: bool,
+    json_path: Path | None,
 ) -> None:
     """Read the cluster topics under a prefix with aiokafka, Quix Streams and kubedelta replay."""
     interrupt_on_sigterm()
@@ -362,11 +400,18 @@ def command(
     components = Components(work_dir / "logs")
     try:
         metrics = run_baselines(
-            BaselineRun(bootstrap, topic_prefix, work_dir, quix=quix), components
+            BaselineRun(
+                bootstrap, topic_prefix, work_dir, quix=quix, quix_changelog=quix_changelog
+            ),
+            components,
         )
     finally:
         components.stop_all()
-    params: dict[str, Any] = {"topic_prefix": topic_prefix, "quix": quix}
+    params: dict[str, Any] = {
+        "topic_prefix": topic_prefix,
+        "quix": quix,
+        "quix_changelog": quix_changelog,
+    }
     emit(Report("baselines", params, metrics, Machine.current()), json_path)
 
 

@@ -78,6 +78,10 @@ class E2eConfig:
     work_dir: Path = Path(".kubedelta/bench/e2e")  #: store, logs; emptied at start
     baselines: bool = True  #: run the aiokafka / Quix / replay baselines afterwards
     quix: bool = True  #: include Quix Streams in the baselines
+    #: Quix with its default changelog topics (every state write also produced to
+    #: Kafka) instead of without: the fair setting is arguable, so both can be measured.
+    quix_changelog: bool = False
+    linger_ms: float | None = None  #: producer batch linger; None = the producer default
     plots: bool = True  #: write PNGs beside the JSON (needs matplotlib)
     keep: bool = False  #: keep the topics and the store afterwards
     #: Give up on the initial sync after this long, seconds (0 = scale with size).
@@ -112,6 +116,7 @@ async def run_e2e(
             producer_processes=producers,
             partitions=cfg.partitions,
             seed=cfg.seed,
+            linger_ms=cfg.linger_ms,
         )
     )
     churn_target = cfg.target_churn()
@@ -124,6 +129,8 @@ async def run_e2e(
         "producer_processes": producers,
         "partitions": cfg.partitions,
         "seed": cfg.seed,
+        "linger_ms": cfg.linger_ms,
+        "quix_changelog": cfg.quix_changelog,
         "topic_prefix": pipeline.topic_prefix,
     }
     metrics: dict[str, float | int | bool] = {}
@@ -259,6 +266,7 @@ async def run_e2e(
                         pipeline.topic_prefix,
                         cfg.work_dir / "baselines",
                         quix=cfg.quix,
+                        quix_changelog=cfg.quix_changelog,
                     ),
                     pipeline.components,
                 )
@@ -287,18 +295,29 @@ def write_plots(json_path: Path, series: dict[str, Any]) -> list[Path]:
     if not samples:
         return []
     written: list[Path] = []
-    visible = rates([(s.t, s.visible) for s in samples[: series["sync_end"]]])
-    consumed = rates([(s.t, s.consumed) for s in samples])
-    churn = rates([(s.t, s.churn_changes) for s in samples])
+    sync = samples[: series["sync_end"]]
+    churn = samples[series["sync_end"] : series["churn_end"]]
     throughput = json_path.with_name(json_path.stem + "-throughput.png")
     if plot_throughput(
         throughput,
-        {
-            "objects visible/s (initial sync)": visible,
-            "records materialized/s": consumed,
-            "simulator changes/s (churn)": churn,
-        },
-        "kubedelta e2e throughput",
+        [
+            (
+                "initial sync",
+                {
+                    "objects visible in the query API /s": rates([(s.t, s.visible) for s in sync]),
+                    "records materialized /s": rates([(s.t, s.consumed) for s in sync]),
+                },
+            ),
+            (
+                "churn",
+                {
+                    "changes applied by the simulator /s": rates(
+                        [(s.t, s.churn_changes) for s in churn]
+                    ),
+                    "records materialized /s": rates([(s.t, s.consumed) for s in churn]),
+                },
+            ),
+        ],
         "per second",
     ):
         written.append(throughput)
@@ -347,6 +366,15 @@ def write_plots(json_path: Path, series: dict[str, Any]) -> list[Path]:
 )
 @click.option("--baselines/--no-baselines", default=True, show_default=True)
 @click.option("--quix/--no-quix", default=True, show_default=True, help="Quix in the baselines.")
+@click.option(
+    "--quix-changelog/--no-quix-changelog",
+    default=False,
+    show_default=True,
+    help="Quix with its changelog topics (its default) instead of without.",
+)
+@click.option(
+    "--linger-ms", type=click.FloatRange(min=0), default=None, help="Producer batch linger, ms."
+)
 @click.option("--plots/--no-plots", default=True, show_default=True)
 @click.option("--keep/--no-keep", default=False, show_default=True, help="Keep topics and store.")
 @click.option(
@@ -368,6 +396,8 @@ def command(
     work_dir: Path,
     baselines: bool,
     quix: bool,
+    quix_changelog: bool,
+    linger_ms: float | None,
     plots: bool,
     keep: bool,
     large: bool,
@@ -391,6 +421,8 @@ def command(
         work_dir=work_dir,
         baselines=baselines,
         quix=quix,
+        quix_changelog=quix_changelog,
+        linger_ms=linger_ms,
         plots=plots,
         keep=keep,
     )

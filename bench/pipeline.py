@@ -46,7 +46,7 @@ class PipelineConfig:
     partitions: int = 3  #: partitions per cluster topic
     seed: int = 1  #: simulator generator seed
     cluster_prefix: str = "c"  #: clusters are <prefix>1 .. <prefix>N
-    #: Topic prefix; "" picks a fresh one per run (``kdbench-<random>``).
+    #: Topic prefix; "" picks a fresh one per run (``kdloadbench-<random>``).
     topic_prefix: str = ""
     #: Seconds between watch BOOKMARKs from the simulator. The real API server sends one
     #: about every minute; every second (the simulator's default) would be 14 events/s
@@ -89,7 +89,7 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
-        self.topic_prefix = config.topic_prefix or f"kdbench-{uuid.uuid4().hex[:10]}"
+        self.topic_prefix = config.topic_prefix or f"kdloadbench-{uuid.uuid4().hex[:10]}"
         self.bootstrap, self.broker_config = ensure_broker()
         self.components = Components(config.work_dir / "logs")
         pid = broker_pid(self.broker_config)
@@ -173,6 +173,8 @@ class Pipeline:
                 "0",
                 "--tokens",
                 str(tokens),
+                "--topic-prefix",
+                self.topic_prefix,
             ],
         )
         match = await self.query.wait_for_line(r"query: (http://\S+)", timeout_s)
@@ -238,8 +240,8 @@ class Pipeline:
     # -- measure -----------------------------------------------------------------------------
     def consumed_records(self) -> int:
         """Sum of the next offsets the consumer committed in its store: records read.
-        Read from the store (a RocksDB secondary), because the query service reports
-        partition offsets only for the default topic prefix."""
+        Read from the store (a RocksDB secondary): one cheap scan, not a status document
+        per cluster."""
         if self._reader is None:
             if not (self.store_dir / "CURRENT").exists():
                 return 0
@@ -305,7 +307,8 @@ class Pipeline:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
-            names = [t for t in await admin.list_topics() if t.startswith(self.topic_prefix)]
+            ours = (f"{self.topic_prefix}.", f"{self.topic_prefix}-deadletter")
+            names = [t for t in await admin.list_topics() if t.startswith(ours)]
             for start in range(0, len(names), 200):
                 with contextlib.suppress(Exception):
                     await admin.delete_topics(names[start : start + 200])

@@ -23,22 +23,27 @@ def matplotlib_pyplot() -> Any | None:
     return plt
 
 
+Series = Sequence[tuple[float, float]]
+
+
 def plot_throughput(
-    path: Path, series: dict[str, Sequence[tuple[float, float]]], title: str, ylabel: str
+    path: Path, panels: Sequence[tuple[str, dict[str, Series]]], ylabel: str
 ) -> bool:
-    """One line per named series of (seconds since start, value); False without matplotlib."""
+    """One panel per (title, named series of (seconds since start, value)), stacked;
+    False without matplotlib."""
     plt = matplotlib_pyplot()
     if plt is None:
         return False
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for label, points in series.items():
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=label)
-    ax.set_xlabel("seconds since start")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), squeeze=False)
+    for ax, (title, series) in zip(axes[:, 0], panels, strict=True):
+        for label, points in series.items():
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], label=label)
+        ax.set_xlabel("seconds since the producers started")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

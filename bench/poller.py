@@ -173,6 +173,7 @@ class PollerBenchConfig:
     window_s: float = 120.0
     probes: int = 40  #: probe ConfigMaps created during the window (staleness samples)
     seed: int = 1
+    linger_ms: float | None = None  #: producer batch linger; None = the producer default
     work_dir: Path = Path(".kubedelta/bench/poller")
     keep: bool = False
 
@@ -188,7 +189,12 @@ async def run_poller_bench(cfg: PollerBenchConfig) -> tuple[dict[str, Any], dict
         shutil.rmtree(cfg.work_dir)
     cfg.work_dir.mkdir(parents=True)
     pipeline = Pipeline(
-        PipelineConfig(clusters=cfg.clusters, objects=cfg.objects, work_dir=cfg.work_dir)
+        PipelineConfig(
+            clusters=cfg.clusters,
+            objects=cfg.objects,
+            work_dir=cfg.work_dir,
+            linger_ms=cfg.linger_ms,
+        )
     )
     churn = cfg.churn_per_s()
     params: dict[str, Any] = {
@@ -200,6 +206,7 @@ async def run_poller_bench(cfg: PollerBenchConfig) -> tuple[dict[str, Any], dict
         "window_s": cfg.window_s,
         "cycles": cfg.cycles(),
         "probes": cfg.probes,
+        "linger_ms": cfg.linger_ms,
     }
     metrics: dict[str, float] = {}
     try:
@@ -349,6 +356,9 @@ async def _sample_every(monitor: Monitor, interval_s: float) -> None:
 @click.option("--probes", type=click.IntRange(min=0), default=40, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option(
+    "--linger-ms", type=click.FloatRange(min=0), default=None, help="Producer batch linger, ms."
+)
+@click.option(
     "--work-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".kubedelta/bench/poller"),
@@ -364,6 +374,7 @@ def command(
     window: float,
     probes: int,
     seed: int,
+    linger_ms: float | None,
     work_dir: Path,
     keep: bool,
     json_path: Path | None,
@@ -378,6 +389,7 @@ def command(
         window_s=window,
         probes=probes,
         seed=seed,
+        linger_ms=linger_ms,
         work_dir=work_dir,
         keep=keep,
     )
