@@ -49,6 +49,7 @@ def private_broker(home: Path, **options: object) -> broker.LocalBrokerConfig:
         port=port,
         controller_port=port + brokers,
         jars=broker.LocalBrokerConfig.from_env(os.environ).libs,
+        stop_timeout_s=10.0,  # the last nodes of a quorum cannot shut down cleanly: kill sooner
         **options,  # type: ignore[arg-type]
     )
 
