@@ -28,15 +28,17 @@ class StoreOptions:
     changes_retention: int = 1_000_000
     #: Largest body accepted, bytes (passed to ``decode_header``); bigger records are rejected.
     max_body_bytes: int = DEFAULT_MAX_BODY
-    #: Memtable size of the ``objects`` CF, bytes. 64 MiB: fewer, larger L0 files and less
-    #: write amplification for ~2 KB bodies; the small CFs get a quarter of it.
-    write_buffer_bytes: int = 64 * MIB
+    #: Memtable size of the ``objects`` CF, bytes. 32 MiB: ~12k Pod bodies per L0 file,
+    #: large enough to keep flushes rare, small enough for the RSS budget; objmeta/history/
+    #: changes get a quarter of it, the index and meta CFs an eighth (at least 4 MiB).
+    write_buffer_bytes: int = 32 * MIB
     #: Cap on all memtables together, bytes (RocksDB ``db_write_buffer_size``): the largest
-    #: memtable is flushed when it is reached, so 9 CFs cannot each hold 64 MiB.
-    total_write_buffer_bytes: int = 128 * MIB
+    #: memtable is flushed when it is reached, so 9 CFs cannot each fill theirs.
+    total_write_buffer_bytes: int = 64 * MIB
     #: Shared LRU block cache for all CFs, bytes. Index and filter blocks live in it too,
-    #: so this is the bound on read-side memory (the consumer stays <= 400 MB RSS).
-    block_cache_bytes: int = 96 * MIB
+    #: so this bounds read-side memory. With the memtables: ~130 MiB of RocksDB memory,
+    #: so a consumer holding 1M objects stays under 400 MB RSS (docs/benchmarks.md).
+    block_cache_bytes: int = 64 * MIB
     #: Bloom filter bits per key on point-lookup CFs (objects, objmeta): ~1 % false
     #: positives, so read-before-write of a new object costs no data-block read.
     bloom_bits_per_key: int = 10
