@@ -112,10 +112,10 @@ async def main(args: argparse.Namespace) -> None:
         if profiler is not None:
             profiler.stop()
             write(args.profile, profiler.output_text(unicode=True, show_all=False))
-        freeze_heap()
         line = {
             "event": "ready",
             "sync_s": p.ready_at - p.started_at,
+            "sync_cpu_s": time.process_time() - cpu_at_start[0],
             "objects": len(p.ledger) if p.ledger is not None else 0,
             "kinds": len(p.watched_kinds()),
             "restored": p.restored_objects,
@@ -124,6 +124,7 @@ async def main(args: argparse.Namespace) -> None:
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
         print(json.dumps(line), flush=True)
+        freeze_heap()
 
     health = HealthServer(
         HealthServerConfig("127.0.0.1", 0),
@@ -134,8 +135,14 @@ async def main(args: argparse.Namespace) -> None:
     print(json.dumps({"event": "health", "port": health.port}), flush=True)
     watcher = asyncio.create_task(report_ready())
     began = time.monotonic()
+    cpu_at_start = [0.0]
+
+    def started(producers: list[ClusterProducer]) -> None:
+        cpu_at_start[0] = time.process_time()
+        running.extend(producers)
+
     await run_producers(
-        [config], ProducerMetrics(registry), stop, on_ack=samples.on_ack, started=running.extend
+        [config], ProducerMetrics(registry), stop, on_ack=samples.on_ack, started=started
     )
     watcher.cancel()
     await health.stop()
