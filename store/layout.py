@@ -103,6 +103,22 @@ def esc(text: str) -> bytes:
     return raw
 
 
+def unesc(raw: bytes) -> str:
+    """Inverse of :func:`esc`."""
+    if b"\x01" in raw:
+        out = bytearray()
+        i = 0
+        while i < len(raw):
+            if raw[i] == 1 and i + 1 < len(raw):
+                out.append(1 if raw[i + 1] == 1 else 0)
+                i += 2
+            else:
+                out.append(raw[i])
+                i += 1
+        raw = bytes(out)
+    return raw.decode()
+
+
 def plain(labels: dict[str, str], owners: tuple[str, ...], app: str) -> bool:
     """True when no index string contains NUL or 0x01, so ``esc`` would change nothing
     (always, for objects the API server accepted: label syntax excludes both)."""

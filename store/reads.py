@@ -306,6 +306,30 @@ class ViewReads:
         items = [_item(k, b) for k, b in zip(keys, bodies, strict=True) if b is not None]
         return Page(items, last if full else None)
 
+    def applications(self, clusters: Sequence[str] | None = None) -> list[str]:
+        """Application names (``moniker.spinnaker.io/application``) with at least one
+        object in ``clusters`` (all when None), sorted. A skip scan of the app index:
+        after the first matching entry of an app, it seeks past the rest of them."""
+        wanted = set(clusters) if clusters is not None else None
+        names: list[str] = []
+        it = self._h.cfs[L.CF_IDX_APP].iter()
+        try:
+            it.seek_to_first()
+            while it.valid():
+                key: bytes = it.key()
+                app_raw, _, objkey = key.partition(L.SEP)
+                if wanted is None or L.cluster_of_key(objkey) in wanted:
+                    names.append(L.unesc(app_raw))
+                    end = L.prefix_end(app_raw + L.SEP)
+                    if end is None:
+                        break
+                    it.seek(end)
+                else:
+                    it.next()
+        finally:
+            del it
+        return names
+
     # -- clusters and status -------------------------------------------------------------
 
     def clusters(self) -> list[str]:

@@ -315,3 +315,21 @@ def test_drop_cluster_removes_everything_of_it(view: View) -> None:
     assert view.cluster_status("prod-a") is None
     counts = {k: msgpack.unpackb(v) for k, v in scan(view._h.cfs[L.CF_META], L.TAG_KIND)}
     assert all(b"prod-a" not in k for k in counts)
+
+
+def test_applications_lists_each_app_once_per_cluster_filter(view: View) -> None:
+    a, b = Feed("prod-a"), Feed("prod-b")
+    view.apply(
+        [
+            a.upsert("x1", "1", app="shop"),
+            a.upsert("x2", "1", app="shop"),
+            a.upsert("x3", "1", app="odd\x00\x01name"),
+            b.upsert("y1", "1", app="blog"),
+            b.upsert("y2", "1"),
+        ]
+    )
+    assert view.applications() == sorted(
+        ["blog", "odd\x00\x01name", "shop"], key=lambda s: L.esc(s)
+    )
+    assert view.applications(["prod-b"]) == ["blog"]
+    assert view.applications(["nowhere"]) == []
