@@ -133,46 +133,53 @@ def _live_load(bootstrap: str, prefix: str, rate: float, objects: int, seconds: 
     asyncio.run(_live_load_async(bootstrap, prefix, rate, objects, seconds))
 
 
+LIVE_CLUSTERS = ("live-0", "live-1")
+
+
 async def _live_load_async(
     bootstrap: str, prefix: str, rate: float, objects: int, seconds: float
 ) -> None:
     from aiokafka import AIOKafkaProducer  # only this child process needs it
 
     rng = random.Random(2)
-    clusters = ("live-0", "live-1")
     conn = KafkaConnection(bootstrap_servers=bootstrap, client_id="kubedelta-bench-query")
-    await ensure_topics(conn, [TopicSpec(topic_for(c, prefix), PARTITIONS) for c in clusters])
-    pods = []
+    # Bodies are serialized once; each send re-encodes only the header (new
+    # resourceVersion, seq, event time), so the generator stays cheap next to the
+    # consumer and the server it loads.
+    templates: list[tuple[str, int, bytes, Delta]] = []
     for i in range(objects):
         pod = make_pod(rng, i)
         pod["metadata"]["name"] += f"-live{i}"
-        pods.append((clusters[i % 2], pod))
-    producer = AIOKafkaProducer(**conn.client_kwargs(), linger_ms=2, acks=1)
+        cluster = LIVE_CLUSTERS[i % len(LIVE_CLUSTERS)]
+        delta = replace(
+            pod_delta(pod, BodyEncoding.JSON, 1), cluster=cluster, session="bench-query-live"
+        )
+        key = delta.kafka_key()
+        templates.append((topic_for(cluster, prefix), partition_for(key, PARTITIONS), key, delta))
+    producer = AIOKafkaProducer(**conn.client_kwargs(), linger_ms=5, acks=1)
     await producer.start()
     try:
         seq = 0
-        tick = 0.01
+        tick = 0.02
         per_tick = max(int(rate * tick), 1)
         deadline = time.monotonic() + seconds
         next_tick = time.monotonic()
         while time.monotonic() < deadline:
+            batches: dict[tuple[str, int], Any] = {}
+            now_ms = int(time.time() * 1000)
             for _ in range(per_tick):
                 seq += 1
-                cluster, pod = pods[seq % len(pods)]
-                pod["metadata"]["resourceVersion"] = str(seq)
-                delta: Delta = replace(
-                    pod_delta(pod, BodyEncoding.JSON, seq),
-                    cluster=cluster,
-                    session="bench-query-live",
-                    event_time_ms=int(time.time() * 1000),
-                )
-                key = delta.kafka_key()
-                await producer.send(
-                    topic_for(cluster, prefix),
-                    encode(delta),
-                    key=key,
-                    partition=partition_for(key, PARTITIONS),
-                )
+                topic, partition, key, template = templates[seq % len(templates)]
+                delta = replace(template, resource_version=str(seq), seq=seq, event_time_ms=now_ms)
+                batch = batches.get((topic, partition))
+                if batch is None:
+                    batch = batches[(topic, partition)] = producer.create_batch()
+                if batch.append(key=key, value=encode(delta), timestamp=None) is None:
+                    await producer.send_batch(batch, topic, partition=partition)
+                    batch = batches[(topic, partition)] = producer.create_batch()
+                    batch.append(key=key, value=encode(delta), timestamp=None)
+            for (topic, partition), batch in batches.items():
+                await producer.send_batch(batch, topic, partition=partition)
             next_tick += tick
             await asyncio.sleep(max(next_tick - time.monotonic(), 0))
         await producer.flush()
@@ -362,19 +369,16 @@ async def _list_and_labels(url: str, token: str, config: QueryBenchConfig) -> di
     }
 
 
-async def _feed_latency(
-    url: str, token: str, store: Path, work: Path, seconds: float, prefix: str
-) -> dict[str, float]:
-    """SSE arrival minus the moment this process's own secondary first saw the change."""
+def _store_poller(store: str, secondary: str, prefix: str, seconds: float, out: Any) -> None:
+    """Child process: when does each change become visible in the store? Polls its own
+    secondary every 5 ms and reports {position: wall time first seen}."""
+    reader = ViewReader.open(Path(store), Path(secondary), StoreOptions(topic_prefix=prefix))
     visible: dict[int, float] = {}
-    arrived: dict[int, tuple[float, int]] = {}
-    reader = ViewReader.open(store, work / "bench-secondary", StoreOptions(topic_prefix=prefix))
-    stop = asyncio.Event()
-
-    async def poll_store() -> None:
+    try:
         reader.catch_up()
         _, position = reader.feed_bounds()
-        while not stop.is_set():
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
             reader.catch_up()
             now = time.time()
             while True:
@@ -382,47 +386,67 @@ async def _feed_latency(
                 if not changes:
                     break
                 for change in changes:
-                    visible.setdefault(change.position, now)
+                    visible[change.position] = now
                 position = changes[-1].position
-            await asyncio.sleep(0.005)
+            time.sleep(0.005)
+    finally:
+        reader.close()
+    out.put(visible)
+
+
+async def _feed_latency(
+    url: str, token: str, store: Path, work: Path, seconds: float, prefix: str
+) -> dict[str, float]:
+    """SSE arrival minus the moment a separate process's secondary first saw the change."""
+    arrived: dict[int, tuple[float, int]] = {}
+    connected = asyncio.Event()
 
     async def read_feed() -> None:
         parser = SseParser()
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=30)
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
             session.get(
-                f"{url}/api/v1/watch?cluster=live-0,live-1&kind=Pod",
+                f"{url}/api/v1/watch?cluster={','.join(LIVE_CLUSTERS)}&kind=Pod",
                 headers={"Authorization": f"Bearer {token}"},
             ) as response,
         ):
+            if response.status != 200:
+                raise click.ClickException(f"watch: {response.status} {await response.text()}")
+            connected.set()
             async for chunk in response.content.iter_any():
                 now = time.time()
                 for event in parser.feed(chunk):
                     if event.event == "change":
                         data = orjson.loads(event.data)
                         arrived[int(event.event_id)] = (now, int(data["eventTimeMs"]))
-                if stop.is_set():
-                    return
 
-    poller = asyncio.create_task(poll_store())
     feed = asyncio.create_task(read_feed())
-    await asyncio.sleep(seconds)
-    stop.set()
-    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-        async with asyncio.timeout(5):
-            await poller
+    async with asyncio.timeout(60):
+        await connected.wait()
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    poller = ctx.Process(
+        target=_store_poller,
+        args=(str(store), str(work / "bench-secondary"), prefix, seconds, queue),
+        daemon=True,
+    )
+    poller.start()
+    visible: dict[int, float] = await asyncio.to_thread(queue.get, True, seconds + 120)
+    await asyncio.sleep(1.0)  # the last changes the poller saw reach the feed too
     feed.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
+    with contextlib.suppress(asyncio.CancelledError):
         await feed
-    reader.close()
+    poller.join(10)
     after_apply = [(t - visible[p]) * 1000 for p, (t, _) in arrived.items() if p in visible]
-    e2e = [t * 1000 - sent for t, sent in arrived.values()]
+    e2e = [t * 1000 - sent for p, (t, sent) in arrived.items() if p in visible]
     return {
         "feed_p50_ms": percentile(after_apply, 50),
         "feed_p99_ms": percentile(after_apply, 99),
         "feed_e2e_p99_ms": percentile(e2e, 99),
-        "feed_events_per_s": len(arrived) / seconds,
+        "feed_events_per_s": len(after_apply) / seconds,
+        "feed_events_received": len(arrived),
+        "feed_store_changes_seen": len(visible),
     }
 
 
@@ -441,6 +465,12 @@ async def _measure(
     token = secrets.token_urlsafe(24)
     tokens = work / "tokens.json"
     tokens.write_bytes(orjson.dumps({"tokens": {token: {"clusters": ["*"], "namespaces": ["*"]}}}))
+    # The live topics exist before the consumer starts, so its pattern subscription
+    # sees them at once.
+    await ensure_topics(
+        KafkaConnection(bootstrap_servers=bootstrap),
+        [TopicSpec(topic_for(c, prefix), PARTITIONS) for c in LIVE_CLUSTERS],
+    )
     consumer = components.start(
         "consumer",
         ["consume", "--bootstrap", bootstrap, "--topic-prefix", prefix, "--data-dir", str(store)],

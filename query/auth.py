@@ -58,6 +58,11 @@ class Scope:
     def all_namespaces(self) -> bool:
         return "*" in self.namespaces
 
+    @property
+    def unrestricted(self) -> bool:
+        """Sees everything: per-object scope checks can be skipped."""
+        return "*" in self.clusters and "*" in self.namespaces
+
     def visible_clusters(self, clusters: Iterable[str]) -> list[str]:
         return sorted(c for c in clusters if self.allows_cluster(c))
 

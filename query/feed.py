@@ -120,7 +120,9 @@ class FeedHub:
         self._reader = reader
         self._batch = batch
         self._queue_max = queue_max
-        self._subscribers: set[asyncio.Queue[Change | None]] = set()
+        #: Each client's queue holds batches of changes (one per pump step): one queue
+        #: operation per batch, not per change. None ends the stream (overflow).
+        self._subscribers: dict[asyncio.Queue[list[Change] | None], list[int]] = {}
         first, last = reader.feed_bounds()
         del first
         #: Last position handed to subscribers; clients subscribing now get what follows.
@@ -137,15 +139,14 @@ class FeedHub:
             changes = self._reader.changes_since(self.head, self._batch)
             if not changes:
                 return total
-            for queue in list(self._subscribers):
-                for change in changes:
-                    if queue.qsize() >= self._queue_max:
-                        # Slow client: end its stream (the queue keeps one slot for the
-                        # marker); it resumes from its last event id.
-                        self._subscribers.discard(queue)
-                        queue.put_nowait(None)
-                        break
-                    queue.put_nowait(change)
+            for queue, pending in list(self._subscribers.items()):
+                if pending[0] + len(changes) > self._queue_max:
+                    # Slow client: end its stream; it resumes from its last event id.
+                    del self._subscribers[queue]
+                    queue.put_nowait(None)
+                    continue
+                pending[0] += len(changes)
+                queue.put_nowait(changes)
             self.head = changes[-1].position
             total += len(changes)
             if len(changes) < self._batch:
@@ -167,6 +168,18 @@ class FeedHub:
             )
         return requested
 
+    def _frames(self, feed_filter: FeedFilter, changes: list[Change], after: int) -> bytes:
+        """The frames of the admitted changes after position ``after``, as one chunk
+        (one write to the socket per batch, not per event)."""
+        frames = []
+        for change in changes:
+            if change.position <= after:
+                continue
+            frame = render(self._reader, feed_filter, change)
+            if frame is not None:
+                frames.append(frame)
+        return b"".join(frames)
+
     async def stream(
         self,
         feed_filter: FeedFilter,
@@ -176,8 +189,9 @@ class FeedHub:
         ensure_fresh: Callable[[], None],
     ) -> AsyncIterator[bytes]:
         """SSE frames for changes after ``start``: backlog from the store, then live."""
-        queue: asyncio.Queue[Change | None] = asyncio.Queue(self._queue_max + 1)
-        self._subscribers.add(queue)
+        queue: asyncio.Queue[list[Change] | None] = asyncio.Queue()
+        pending = [0]
+        self._subscribers[queue] = pending
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s if timeout_s is not None else None
         try:
@@ -188,19 +202,17 @@ class FeedHub:
             ensure_fresh()
             live_from = self.head
             while position < live_from:
-                changes = self._reader.changes_since(position, self._batch)
+                changes = [
+                    c
+                    for c in self._reader.changes_since(position, self._batch)
+                    if c.position <= live_from
+                ]
                 if not changes:
                     break
-                for change in changes:
-                    if change.position > live_from:
-                        break
-                    frame = render(self._reader, feed_filter, change)
-                    if frame is not None:
-                        yield frame
-                    position = change.position
-                else:
-                    continue
-                break
+                chunk = self._frames(feed_filter, changes, position)
+                position = changes[-1].position
+                if chunk:
+                    yield chunk
             position = max(position, live_from)
             while True:
                 wait = heartbeat_s
@@ -210,17 +222,20 @@ class FeedHub:
                         return
                 try:
                     async with asyncio.timeout(wait):
-                        live = await queue.get()
+                        batch = await queue.get()
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue
-                if live is None:
+                batches = [batch]
+                while not queue.empty():  # everything already waiting goes in one chunk
+                    batches.append(queue.get_nowait())
+                if any(b is None for b in batches):
                     return  # overflowed: the client reconnects with Last-Event-ID
-                if live.position <= position:
-                    continue
-                position = live.position
-                frame = render(self._reader, feed_filter, live)
-                if frame is not None:
-                    yield frame
+                changes = [c for b in batches if b is not None for c in b]
+                pending[0] -= len(changes)
+                chunk = self._frames(feed_filter, changes, position)
+                position = max(position, changes[-1].position)
+                if chunk:
+                    yield chunk
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)

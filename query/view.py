@@ -21,6 +21,7 @@ from query.selectors import Operator, Requirement, Selector
 from query.spinnaker import OWNER_KINDS, ViewObject
 from query.tokens import PageState, TokenSigner, query_fingerprint
 from store import layout
+from store.reads import MAX_LIMIT as MAX_STORE_PAGE
 from store.reads import ViewReads
 from store.values import Item, Page
 
@@ -113,6 +114,7 @@ class ScopedView:
         self._signer = signer
         self._retention_ms = history_retention_s * 1000
         self._max_scan = max_scan_per_page
+        self._max_page = MAX_STORE_PAGE
         self._clock_ms = clock_ms
 
     @property
@@ -166,7 +168,7 @@ class ScopedView:
         return scope.visible_clusters(wanted)
 
     def _accepts(self, scope: Scope, q: ListQuery, item: Item, by_index: bool) -> bool:
-        if not scope.allows(item.cluster, item.namespace):
+        if not scope.unrestricted and not scope.allows(item.cluster, item.namespace):
             return False
         if q.namespace is not None and item.namespace != q.namespace:
             return False
@@ -183,8 +185,9 @@ class ScopedView:
 
     def _fetcher(
         self, q: ListQuery, clusters: list[str]
-    ) -> tuple[Callable[[bytes | None, int], Page], bool]:
-        """The store call that pages through candidates, and whether it is an index scan."""
+    ) -> tuple[Callable[[bytes | None, int], Page], Callable[[Item], bytes], bool]:
+        """The store call that pages through candidates, the cursor that resumes right
+        after a given item, and whether it is an index scan."""
         r = self._reader
         if q.at_ms is not None:
             if len(clusters) != 1 or q.group is None or q.kind is None:
@@ -197,7 +200,7 @@ class ScopedView:
                 assert q.at_ms is not None
                 return r.list_at(cluster, group, kind, q.at_ms, q.namespace, after, limit)
 
-            return at_page, False
+            return at_page, _object_cursor, False
         req = q.selector.index_requirement()
         if req is None:
             prefix = q.name_prefix or None
@@ -205,8 +208,13 @@ class ScopedView:
             def scan_page(after: bytes | None, limit: int) -> Page:
                 return r.list_objects(clusters, q.group, q.kind, q.namespace, prefix, after, limit)
 
-            return scan_page, False
-        return self._index_fetcher(req, q, clusters), True
+            return scan_page, _object_cursor, False
+
+        def index_cursor(item: Item) -> bytes:
+            value = _labels_of(item.body).get(req.key, "")
+            return layout.label_prefix(req.key, value) + _object_cursor(item)
+
+        return self._index_fetcher(req, q, clusters), index_cursor, True
 
     def _index_fetcher(
         self, req: Requirement, q: ListQuery, clusters: list[str]
@@ -257,15 +265,33 @@ class ScopedView:
         clusters = self.visible_clusters(scope, q.clusters)
         if not clusters:
             return ListResult([], None)
-        fetch, by_index = self._fetcher(q, clusters)
+        fetch, cursor_of, by_index = self._fetcher(q, clusters)
+        # Without post-filters the store's page is the answer. With them, ask for more
+        # than is missing (by the acceptance seen so far) to save store round trips,
+        # and cut the page after the last item kept.
+        filtered = by_index or not q.selector.empty or not scope.unrestricted
         items: list[Item] = []
         scanned = 0
+        kept = 0
         cursor = after
         while True:
-            page = fetch(cursor, limit - len(items))
+            want = limit - len(items)
+            ask = want
+            if filtered:
+                ratio = (scanned + 1) / (kept + 1)
+                ask = max(min(int(want * ratio * 1.2) + 16, self._max_page), want)
+            page = fetch(cursor, ask)
             scanned += len(page.items)
-            items.extend(i for i in page.items if self._accepts(scope, q, i, by_index))
             cursor = page.next_cursor
+            for index, item in enumerate(page.items):
+                if not self._accepts(scope, q, item, by_index):
+                    continue
+                kept += 1
+                items.append(item)
+                if len(items) == limit:
+                    if index + 1 < len(page.items):
+                        cursor = cursor_of(item)  # more fetched than kept: resume after it
+                    break
             if cursor is None or len(items) >= limit or scanned >= self._max_scan:
                 break
         token = (
@@ -288,11 +314,11 @@ class ScopedView:
                 return 0
         if q.at_ms is not None:
             self.check_history(q.at_ms)
-        fetch, by_index = self._fetcher(q, clusters)
+        fetch, _, by_index = self._fetcher(q, clusters)
         total = 0
         cursor: bytes | None = None
         while True:
-            page = fetch(cursor, 10_000)
+            page = fetch(cursor, self._max_page)
             total += sum(1 for i in page.items if self._accepts(scope, q, i, by_index))
             cursor = page.next_cursor
             if cursor is None:
@@ -390,6 +416,10 @@ class ScopedView:
         if obj is None:
             raise not_found()
         return obj
+
+
+def _object_cursor(item: Item) -> bytes:
+    return layout.object_key(item.cluster, item.group, item.kind, item.namespace, item.name)
 
 
 def _unesc(raw: bytes) -> str:

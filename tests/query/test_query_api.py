@@ -198,29 +198,41 @@ async def test_cross_cluster_label_search(client: httpx.AsyncClient) -> None:
     assert names(scoped) == [("c1", "team-a", "web")]
 
 
-async def test_pagination_is_complete_and_stable(client: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize("token", [ADMIN, TEAM_A, NODES])
+@pytest.mark.parametrize("limit", ["1", "3", "7"])
+async def test_pagination_is_complete_and_stable(
+    client: httpx.AsyncClient, token: str, limit: str
+) -> None:
+    def keyed(r: httpx.Response) -> list[tuple[str, str, str]]:
+        return [
+            (c, ns, f"{i['object']['kind']}/{n}")
+            for (c, ns, n), i in zip(names(r), items(r), strict=True)
+        ]
+
     for params in (
         {},
         {"labelSelector": "app in (db,web)"},
-        {"labelSelector": "app"},
+        {"labelSelector": "app,idx notin (3)"},
+        {"labelSelector": "idx in (1,2,4),app=db"},
         {"kind": "Pod"},
+        {"namePrefix": "cfg-", "labelSelector": "!tier"},
     ):
-        whole = await client.get("/api/v1/objects", headers=auth(ADMIN), params=params)
-        full = [
-            (c, ns, f"{i['object']['kind']}/{n}")
-            for (c, ns, n), i in zip(names(whole), items(whole), strict=True)
-        ]
+        whole = await client.get("/api/v1/objects", headers=auth(token), params=params)
+        full = keyed(whole)
         paged: list[tuple[str, str, str]] = []
-        token = None
-        for _ in range(100):
-            p = {**params, "limit": "3", **({"continue": token} if token else {})}
-            r = await client.get("/api/v1/objects", headers=auth(ADMIN), params=p)
-            paged += [
-                (c, ns, f"{i['object']['kind']}/{n}")
-                for (c, ns, n), i in zip(names(r), items(r), strict=True)
-            ]
-            token = r.json()["metadata"].get("continue")
-            if not token:
+        continue_token = None
+        for _ in range(200):
+            p = {
+                **params,
+                "limit": limit,
+                **({"continue": continue_token} if continue_token else {}),
+            }
+            r = await client.get("/api/v1/objects", headers=auth(token), params=p)
+            page = keyed(r)
+            assert len(page) <= int(limit)
+            paged += page
+            continue_token = r.json()["metadata"].get("continue")
+            if not continue_token:
                 break
         assert paged == full, params
         assert len(set(paged)) == len(paged)
