@@ -327,31 +327,25 @@ class ScopedView:
     # -- Spinnaker -----------------------------------------------------------------------
 
     def applications(self, scope: Scope) -> list[str]:
-        """Application names with at least one object in scope, sorted.
+        """Application names with at least one object in scope, sorted."""
+        clusters = self.visible_clusters(scope, None)
+        if not clusters:
+            return []
+        names = self._reader.applications(clusters)
+        if scope.all_namespaces:
+            return names
+        return [app for app in names if self._app_visible(scope, app, clusters)]
 
-        A skip scan of the app index: after the first visible object of an application,
-        seek past the rest of its entries.
-        """
-        index = self._reader._h.cfs[layout.CF_IDX_APP]  # no store call lists apps yet
-        names: list[str] = []
-        it = index.iter()
-        try:
-            it.seek_to_first()
-            while it.valid():
-                key: bytes = it.key()
-                app_raw, _, objkey = key.partition(layout.SEP)
-                cluster, _g, _k, namespace, _n = layout.split_object_key(objkey)
-                if scope.allows(cluster, namespace):
-                    names.append(_unesc(app_raw))
-                    end = layout.prefix_end(app_raw + layout.SEP)
-                    if end is None:
-                        break
-                    it.seek(end)
-                else:
-                    it.next()
-        finally:
-            del it
-        return names
+    def _app_visible(self, scope: Scope, app: str, clusters: list[str]) -> bool:
+        """A namespace-limited token sees the app if any of its objects is in scope."""
+        cursor: bytes | None = None
+        while True:
+            page = self._reader.by_app(app, clusters=clusters, after=cursor, limit=2000)
+            if any(scope.allows(i.cluster, i.namespace) for i in page.items):
+                return True
+            cursor = page.next_cursor
+            if cursor is None:
+                return False
 
     # -- Spinnaker (gathering) ---------------------------------------------------------------------
 
@@ -420,13 +414,6 @@ class ScopedView:
 
 def _object_cursor(item: Item) -> bytes:
     return layout.object_key(item.cluster, item.group, item.kind, item.namespace, item.name)
-
-
-def _unesc(raw: bytes) -> str:
-    """Inverse of ``store.layout.esc``."""
-    if b"\x01" in raw:
-        raw = raw.replace(b"\x01\x02", b"\x00").replace(b"\x01\x01", b"\x01")
-    return raw.decode()
 
 
 def view_object(item: Item) -> ViewObject | None:
