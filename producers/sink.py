@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError
@@ -24,6 +25,19 @@ from producers.metrics import ProducerMetrics
 from producers.records import OutRecord
 
 log = logging.getLogger(__name__)
+
+
+class BatchTransport(Protocol):
+    """What a sink needs from Kafka (``KafkaTransport``; tests use a fake)."""
+
+    @property
+    def generation(self) -> int: ...
+
+    async def send(
+        self, topic: str, partition: int, records: list[OutRecord]
+    ) -> tuple[int, int]: ...
+
+    async def reset(self, seen_generation: int) -> None: ...
 
 
 class KafkaTransport:
@@ -120,7 +134,7 @@ class KafkaSink:
         cluster: str,
         topic: str,
         partitions: int,
-        transport: KafkaTransport,
+        transport: BatchTransport,
         config: SinkConfig,
         metrics: ProducerMetrics,
         on_ack: Callable[[list[OutRecord], float], None] | None = None,

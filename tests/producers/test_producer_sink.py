@@ -56,7 +56,7 @@ def make(transport: FakeTransport, **config: object) -> KafkaSink:
         2,
         transport,
         settings,
-        ProducerMetrics(CollectorRegistry()),  # type: ignore[arg-type]
+        ProducerMetrics(CollectorRegistry()),
     )
 
 
