@@ -66,15 +66,30 @@ class QueryService:
         self.hub.pump()
 
     def ensure_fresh(self) -> None:
+        """Catch up inline when nothing else does (no background task: tests, tools).
+
+        With the background task running, a request never waits for a catch-up: under
+        write load one can take hundreds of milliseconds, and the task already bounds
+        staleness by its interval plus that time."""
+        if self._task is not None:
+            return
         if time.monotonic() - self._last_catch_up > self.config.max_staleness_s:
             self.catch_up()
+
+    async def _catch_up_off_loop(self) -> None:
+        """Replay in a worker thread (RocksDB releases the GIL; reads may run meanwhile),
+        then hand the new changes to feed clients on the loop."""
+        await asyncio.to_thread(self.reader.catch_up)
+        self._last_catch_up = time.monotonic()
+        self._catch_ups += 1
+        self.hub.pump()
 
     async def _run(self) -> None:
         failures = 0
         while True:
             await asyncio.sleep(self.config.catch_up_interval_s)
             try:
-                self.catch_up()
+                await self._catch_up_off_loop()
                 failures = 0
             except Exception:  # keep serving the last good state; say so in the log
                 failures += 1
