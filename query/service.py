@@ -47,6 +47,7 @@ class QueryService:
         self._last_catch_up = time.monotonic()
         self._catch_ups = 0
         self._task: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Future[None] | None = None
 
     @classmethod
     def open(cls, config: QueryConfig, tokens: TokenTable) -> QueryService:
@@ -79,7 +80,9 @@ class QueryService:
     async def _catch_up_off_loop(self) -> None:
         """Replay in a worker thread (RocksDB releases the GIL; reads may run meanwhile),
         then hand the new changes to feed clients on the loop."""
-        await asyncio.to_thread(self.reader.catch_up)
+        future = asyncio.get_running_loop().run_in_executor(None, self.reader.catch_up)
+        self._inflight = future
+        await asyncio.shield(future)  # cancelling the task must not orphan the thread
         self._last_catch_up = time.monotonic()
         self._catch_ups += 1
         self.hub.pump()
@@ -106,6 +109,11 @@ class QueryService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._inflight is not None:
+            # A catch-up still running in its thread must end before the reader closes.
+            with contextlib.suppress(Exception):
+                await self._inflight
+            self._inflight = None
 
     def close(self) -> None:
         self.reader.close()
