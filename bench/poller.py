@@ -36,7 +36,7 @@ from bench.procs import interrupt_on_sigterm
 from bench.queryclient import QueryClient
 from bench.report import Machine, Progress, Report, emit, json_option
 from bench.simclient import KindRef, ListResult, SimClient
-from bench.stats import mean, per_hour
+from bench.stats import mean, per_hour, without_nan
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -240,14 +240,16 @@ async def run_poller_bench(cfg: PollerBenchConfig) -> tuple[dict[str, Any], dict
                 pipeline.query_url, pipeline.config.token, name_prefix=probe_prefix
             )
             await watcher.start()
-            if churn > 0:
-                await sim.churn_start(churn)
+            # Probes stop 1.5 intervals before the end: every one is listed at least once.
+            probe_span = max(cfg.window_s - 1.5 * cfg.interval_s, 1.0)
+            # Probes are changes too: the simulator makes the rest of the target rate.
+            background = max(churn - cfg.probes / probe_span, 0.0)
+            if background > 0:
+                await sim.churn_start(background)
             await asyncio.sleep(min(5.0, cfg.interval_s))  # churn reaches its steady rate
             before = await monitor.sample()
             began = time.monotonic()
             probes: list[Probe] = []
-            # Probes stop 1.5 intervals before the end: every one is listed at least once.
-            probe_span = max(cfg.window_s - 1.5 * cfg.interval_s, 1.0)
             prober = asyncio.create_task(
                 send_probes(
                     sim,
@@ -320,7 +322,10 @@ async def run_poller_bench(cfg: PollerBenchConfig) -> tuple[dict[str, Any], dict
             with contextlib.suppress(Exception):
                 await pipeline.delete_topics()
             shutil.rmtree(cfg.work_dir / "store", ignore_errors=True)
-    return params, metrics
+    kept, missing = without_nan(metrics)
+    if missing:
+        click.echo(f"no value (left out of the report): {', '.join(missing)}", err=True)
+    return params, {k: float(v) for k, v in kept.items()}
 
 
 async def _sample_every(monitor: Monitor, interval_s: float) -> None:

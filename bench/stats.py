@@ -81,3 +81,12 @@ def rates(samples: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
 def per_hour(total: float, window_s: float) -> float:
     """A total over a measured window, extrapolated to one hour."""
     return total * 3600.0 / window_s if window_s > 0 else math.nan
+
+
+def without_nan(
+    metrics: Mapping[str, float | int | bool],
+) -> tuple[dict[str, float | int | bool], list[str]]:
+    """The metrics that have a value, and the names of those that do not (NaN: e.g. a
+    latency percentile with no samples). JSON has no NaN, so these are left out."""
+    kept = {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
+    return kept, [k for k in metrics if k not in kept]

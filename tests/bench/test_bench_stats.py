@@ -9,7 +9,7 @@ from bench.feedwatch import SseParser
 from bench.kafkadisk import partition_dir_topic
 from bench.poller import PollerAccounting
 from bench.simclient import GZIP_THRESHOLD_BYTES, KindRef, ListResult, gzip_wire_bytes, parse_list
-from bench.stats import compare_states, mean, per_hour, percentile, rates
+from bench.stats import compare_states, mean, per_hour, percentile, rates, without_nan
 
 
 def test_percentile_interpolates_like_numpy() -> None:
@@ -98,3 +98,9 @@ def test_poller_accounting_extrapolates_per_cycle_averages() -> None:
     seen, unseen = acc.staleness([("c1", "kd-probe-1", 90.0), ("c1", "kd-probe-2", 95.0)])
     assert seen == [10.0]  # first sighting counts
     assert unseen == 1
+
+
+def test_metrics_without_a_value_are_left_out() -> None:
+    kept, missing = without_nan({"a": 1.0, "b": math.nan, "ok": True, "n": 3})
+    assert kept == {"a": 1.0, "ok": True, "n": 3}
+    assert missing == ["b"]
