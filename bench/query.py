@@ -32,7 +32,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from typing import Any
 import aiohttp
 import click
 import orjson
+import psutil
 
 from bench.codec import make_pod, pod_delta
 from bench.feedwatch import SseParser
@@ -337,12 +338,15 @@ async def _timed_get(session: aiohttp.ClientSession, path: str) -> tuple[float, 
     return (time.perf_counter() - started) * 1000, body
 
 
-async def _list_and_labels(url: str, token: str, config: QueryBenchConfig) -> dict[str, float]:
+async def _list_and_labels(
+    url: str, token: str, config: QueryBenchConfig, cpu_s: Callable[[], float]
+) -> dict[str, float]:
     rng = random.Random(3)
     async with aiohttp.ClientSession(
         base_url=url, headers={"Authorization": f"Bearer {token}"}
     ) as session:
         list_ms = []
+        list_cpu = cpu_s()
         for _ in range(config.list_repeats):
             ms, body = await _timed_get(
                 session, "/api/v1/clusters/bq-0/objects/core/v1/Pod?limit=10000"
@@ -351,8 +355,10 @@ async def _list_and_labels(url: str, token: str, config: QueryBenchConfig) -> di
             if len(items) != min(10_000, config.resources // config.clusters):
                 raise click.ClickException(f"LIST returned {len(items)} items")
             list_ms.append(ms)
+        list_cpu = cpu_s() - list_cpu
         label_ms = []
         hits = 0
+        label_cpu = cpu_s()
         for _ in range(config.label_queries):
             selector = f"app={rng.choice(APPS)},tier={rng.choice(TIERS)}"
             ms, body = await _timed_get(
@@ -360,11 +366,14 @@ async def _list_and_labels(url: str, token: str, config: QueryBenchConfig) -> di
             )
             hits += len(orjson.loads(body)["items"])
             label_ms.append(ms)
+        label_cpu = cpu_s() - label_cpu
     return {
         "list10k_ms": percentile(list_ms, 50),
+        "list10k_server_cpu_ms": list_cpu / config.list_repeats * 1000,
         "list10k_max_ms": max(list_ms),
         "label_query_p50_ms": percentile(label_ms, 50),
         "label_query_p99_ms": percentile(label_ms, 99),
+        "label_query_server_cpu_ms": label_cpu / config.label_queries * 1000,
         "label_query_items_mean": hits / max(len(label_ms), 1),
     }
 
@@ -516,11 +525,23 @@ async def _measure(
                 return _run_wrk(url, paths_file, token, config, delay, work)
             return _run_aiohttp(url, paths, token, config, delay)
 
+        server = psutil.Process(query.pid)
+
+        def cpu_s() -> float:
+            times = server.cpu_times()
+            return float(times.user + times.system)
+
         paced = await asyncio.to_thread(run, delay_ms)
         components.check_alive()
+        cpu_before = cpu_s()
         unpaced = await asyncio.to_thread(run, 0.0)
+        cpu_used = cpu_s() - cpu_before
         components.check_alive()
+        requests = max(unpaced.rps * config.get_seconds, 1.0)
         metrics: dict[str, float] = {
+            # Server CPU per GET (includes its catch-ups under the live load): the
+            # load-independent cost; 1e6 / this = GETs/s one core could serve.
+            "get_server_cpu_us": cpu_used / requests * 1e6,
             "get_rps": paced.rps,
             "get_p50_ms": paced.p50_ms,
             "get_p99_ms": paced.p99_ms,
@@ -528,7 +549,7 @@ async def _measure(
             "get_max_p99_ms": unpaced.p99_ms,
             "get_errors": paced.errors + unpaced.errors,
         }
-        metrics.update(await _list_and_labels(url, token, config))
+        metrics.update(await _list_and_labels(url, token, config, cpu_s))
         components.check_alive()
         metrics.update(await _feed_latency(url, token, store, work, config.feed_seconds, prefix))
         components.check_alive()
