@@ -16,7 +16,6 @@ from typing import TypeVar
 
 from deltas import topic_for
 from deltas.errors import KubedeltaError
-from plumbing.backoff import Backoff
 from plumbing.errors import KafkaUnavailableError
 from plumbing.kafka import TopicSpec, ensure_topics
 from producers.apiclient import KubeApi
@@ -153,7 +152,7 @@ class ClusterProducer:
 
     async def _retry(self, what: str, step: Callable[[], Awaitable[T]]) -> T | None:
         """Retry ``step`` with backoff until it succeeds or stop is requested."""
-        backoff = Backoff()
+        backoff = self.config.sink.backoff
         attempt = 0
         while not self._stop.is_set():
             try:
@@ -312,7 +311,7 @@ async def run_producers(
         return []
     first = configs[0]
     transport = KafkaTransport(first.kafka, first.sink)
-    backoff = Backoff()
+    backoff = first.sink.backoff
     attempt = 0
     while True:
         try:

@@ -458,6 +458,8 @@ async def test_silent_watch_is_reopened_without_relist(kafka_bootstrap: str) -> 
         await running.close()
 
 
+# A 30 s outage and two broker starts: ~60 s on an idle machine, much more on a loaded one.
+@pytest.mark.timeout(300)
 async def test_kafka_down_30s_during_churn_loses_nothing(
     kafka_bootstrap: str, tmp_path: Any
 ) -> None:
@@ -466,7 +468,9 @@ async def test_kafka_down_30s_during_churn_loses_nothing(
     second = broker.LocalBrokerConfig(
         home=tmp_path / "kafka2", port=port, controller_port=port + 1, jars=main.libs, heap="256m"
     )
-    bootstrap = await asyncio.to_thread(broker.start, second)
+    bootstrap = second.bootstrap
+    # The producer starts while this broker is still coming up: it must wait for it.
+    broker_up = asyncio.create_task(asyncio.to_thread(broker.start, second))
     try:
         sim = Simulator(
             SimulatorConfig(clusters=("c1",), objects_per_cluster=300, seed=9, history_size=100_000)
@@ -482,7 +486,8 @@ async def test_kafka_down_30s_during_churn_loses_nothing(
                 ),
             )
             running = await start_producer(config)
-            await running.wait_ready()
+            await broker_up
+            await running.wait_ready(180)
             sim.start_churn(rate_per_s=100)
             await asyncio.sleep(2)
             await asyncio.to_thread(broker.stop, second)
@@ -504,13 +509,14 @@ async def test_kafka_down_30s_during_churn_loses_nothing(
                 bodies = latest_bodies(await read_records(bootstrap, running.producer.topic))
                 return topic_fingerprints(bodies) == wanted
 
-            for _ in range(120):
+            for _ in range(240):
                 if await converged():
                     break
                 await asyncio.sleep(0.5)
             assert await converged()
             await running.close()
     finally:
+        await asyncio.gather(broker_up, return_exceptions=True)
         await asyncio.to_thread(broker.stop, second)
 
 
