@@ -68,7 +68,7 @@ def stream(seed: int) -> tuple[list[SourceRecord], Model]:
             labels = {"a": rng.choice("xyz")} if rng.random() < 0.8 else {}
             if rng.random() < 0.3:
                 labels["b"] = rng.choice("pq")
-            owners = (f"rs{rng.randrange(3)}",) if rng.random() < 0.5 else ()
+            owners: tuple[str, ...] = (f"rs{rng.randrange(3)}",) if rng.random() < 0.5 else ()
             app = rng.choice(["", "shop", "blog"])
             if current is not None and current[0] == rv:  # a no-op must carry the same content
                 labels, owners, app = current[1], current[2], current[3]
