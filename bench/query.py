@@ -130,15 +130,16 @@ def fill(
 # -- live load (its own process) -------------------------------------------------------
 
 
-def _live_load(bootstrap: str, prefix: str, rate: float, objects: int, seconds: float) -> None:
-    asyncio.run(_live_load_async(bootstrap, prefix, rate, objects, seconds))
+def _live_load(bootstrap: str, prefix: str, rate: float, objects: int, stop: Any) -> None:
+    """Child process: send ``rate`` deltas/s until ``stop`` (a multiprocessing Event) is set."""
+    asyncio.run(_live_load_async(bootstrap, prefix, rate, objects, stop))
 
 
 LIVE_CLUSTERS = ("live-0", "live-1")
 
 
 async def _live_load_async(
-    bootstrap: str, prefix: str, rate: float, objects: int, seconds: float
+    bootstrap: str, prefix: str, rate: float, objects: int, stop: Any
 ) -> None:
     from aiokafka import AIOKafkaProducer  # only this child process needs it
 
@@ -163,9 +164,8 @@ async def _live_load_async(
         seq = 0
         tick = 0.02
         per_tick = max(int(rate * tick), 1)
-        deadline = time.monotonic() + seconds
         next_tick = time.monotonic()
-        while time.monotonic() < deadline:
+        while not stop.is_set():
             batches: dict[tuple[str, int], Any] = {}
             now_ms = int(time.time() * 1000)
             for _ in range(per_tick):
@@ -456,6 +456,8 @@ async def _feed_latency(
         "feed_events_per_s": len(after_apply) / seconds,
         "feed_events_received": len(arrived),
         "feed_store_changes_seen": len(visible),
+        # What the consumer applied meanwhile (the background write load actually reached).
+        "live_applied_per_s": len(visible) / seconds,
     }
 
 
@@ -501,10 +503,10 @@ async def _measure(
     )
     url = (await query.wait_for_line(r"query: (http://\S+)", 120)).group(1)
     ctx = multiprocessing.get_context("spawn")
-    live_seconds = 3 * config.get_seconds + config.feed_seconds + 120.0
+    stop_live = ctx.Event()
     live = ctx.Process(
         target=_live_load,
-        args=(bootstrap, prefix, config.live_rate, config.live_objects, live_seconds),
+        args=(bootstrap, prefix, config.live_rate, config.live_objects, stop_live),
         daemon=True,
     )
     live.start()
@@ -555,8 +557,11 @@ async def _measure(
         components.check_alive()
         return metrics
     finally:
-        live.terminate()
-        live.join(10)
+        stop_live.set()
+        live.join(15)
+        if live.is_alive():
+            live.terminate()
+            live.join(5)
 
 
 @click.command("query")
