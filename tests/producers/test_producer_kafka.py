@@ -28,7 +28,7 @@ from producer_harness import (
 
 from deltas import Op, RunningDigest, decode
 from plumbing import broker
-from producers.config import FilterConfig, SinkConfig
+from producers.config import SinkConfig
 from simulator import ClusterState, Simulator, SimulatorConfig
 
 pytestmark = pytest.mark.kafka
@@ -525,8 +525,3 @@ def _free_port_pair() -> int:
         if broker.port_is_free("127.0.0.1", port) and broker.port_is_free("127.0.0.1", port + 1):
             return port
     raise RuntimeError("no free port pair for a second broker")
-
-
-def test_filter_config_default_excludes_events() -> None:
-    assert "events" in FilterConfig().exclude_kinds
-    assert replace(FilterConfig(), drop_secrets=True).drop_secrets
