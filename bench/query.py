@@ -43,7 +43,6 @@ import orjson
 import psutil
 
 from bench.codec import make_pod, pod_delta
-from bench.feedwatch import SseParser
 from bench.procs import Components
 from bench.report import Machine, Progress, Report, emit, json_option
 from bench.stats import percentile
@@ -378,6 +377,21 @@ async def _list_and_labels(
     }
 
 
+def _frame_times(frames: list[bytes]) -> Iterator[tuple[int, int]]:
+    """(event id, eventTimeMs) of each change frame; comments and keepalives skipped."""
+    for frame in frames:
+        if not frame.startswith(b"id: "):
+            continue
+        head, _, rest = frame.partition(b"\n")
+        data = rest.partition(b"data: ")[2]
+        marker = data.find(b'"eventTimeMs":')
+        if marker < 0:
+            continue
+        start = marker + len(b'"eventTimeMs":')
+        end = data.find(b",", start)
+        yield int(head[4:]), int(data[start:end])
+
+
 def _store_poller(store: str, secondary: str, prefix: str, seconds: float, out: Any) -> None:
     """Child process: when does each change become visible in the store? Polls its own
     secondary every 5 ms and reports {position: wall time first seen}."""
@@ -411,7 +425,7 @@ async def _feed_latency(
     connected = asyncio.Event()
 
     async def read_feed() -> None:
-        parser = SseParser()
+        pending = b""
         timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
@@ -425,10 +439,12 @@ async def _feed_latency(
             connected.set()
             async for chunk in response.content.iter_any():
                 now = time.time()
-                for event in parser.feed(chunk):
-                    if event.event == "change":
-                        data = orjson.loads(event.data)
-                        arrived[int(event.event_id)] = (now, int(data["eventTimeMs"]))
+                # The server sends whole batches of frames per chunk: split once per
+                # chunk (a line-by-line parser that re-slices its buffer is quadratic).
+                frames = (pending + chunk).split(b"\n\n")
+                pending = frames.pop()
+                for event_id, sent_ms in _frame_times(frames):
+                    arrived[event_id] = (now, sent_ms)
 
     feed = asyncio.create_task(read_feed())
     async with asyncio.timeout(60):
