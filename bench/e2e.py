@@ -108,9 +108,11 @@ class E2eConfig:
 
 
 async def run_e2e(
-    cfg: E2eConfig,
+    cfg: E2eConfig, metrics: dict[str, float | int | bool] | None = None
 ) -> tuple[dict[str, Any], dict[str, float | int | bool], dict[str, Any]]:
-    """Run every phase; returns (params, metrics, series for plots)."""
+    """Run every phase; returns (params, metrics, series for plots). ``metrics``, when
+    given, is filled in place, so a caller still has the phases that finished if a later
+    one fails."""
     if cfg.work_dir.exists():
         shutil.rmtree(cfg.work_dir)
     cfg.work_dir.mkdir(parents=True)
@@ -140,7 +142,7 @@ async def run_e2e(
         "quix_changelog": cfg.quix_changelog,
         "topic_prefix": pipeline.topic_prefix,
     }
-    metrics: dict[str, float | int | bool] = {}
+    metrics = metrics if metrics is not None else {}
     series: dict[str, Any] = {}
     rng = random.Random(f"{cfg.seed}/probes")
     try:
@@ -220,12 +222,21 @@ async def run_e2e(
             say("settling: waiting for the last probes and records")
             settle_started = time.monotonic()
             wanted = {(p.cluster, p.name) for p in probes}
+            previous = -1
             while time.monotonic() - settle_started < cfg.settle_timeout_s:
                 seen = watcher.first_seen()
                 produced = await end_offsets_total(pipeline.bootstrap, pipeline.topic_prefix)
                 sample = await monitor.sample()
-                if wanted <= seen.keys() and sample.consumed >= produced:
+                # Caught up: at the end offsets, or (when the broker did not list them in
+                # time) no new record consumed since the last look.
+                caught_up = (
+                    sample.consumed >= produced
+                    if produced is not None
+                    else sample.consumed == previous
+                )
+                if wanted <= seen.keys() and caught_up:
                     break
+                previous = sample.consumed
                 await asyncio.sleep(1.0)
             metrics["settle_s"] = time.monotonic() - settle_started
             seen = watcher.first_seen()
@@ -441,7 +452,18 @@ def command(
     interrupt_on_sigterm()
     global _T0
     _T0 = time.monotonic()
-    params, metrics, series = asyncio.run(run_e2e(cfg))
+    partial: dict[str, float | int | bool] = {}
+    try:
+        params, metrics, series = asyncio.run(run_e2e(cfg, partial))
+    except BaseException:
+        if partial and json_path is not None:
+            failed = json_path.with_name(json_path.stem + "-partial.json")
+            kept, _missing = without_nan({**partial, "completed": False})
+            Report(
+                "e2e", {"clusters": cfg.clusters, "objects": cfg.objects}, kept, Machine.current()
+            ).write_json(failed)
+            say(f"failed; the phases that finished are in {failed}")
+        raise
     report = Report("e2e", params, metrics, Machine.current())
     emit(report, json_path)
     if plots and json_path is not None:

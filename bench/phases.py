@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
 from bench.baselines import partitions_of
 from bench.errors import BenchError
@@ -77,14 +78,26 @@ class BenchTimeoutError(BenchError):
     """A phase did not finish in time."""
 
 
-async def end_offsets_total(bootstrap: str, topic_prefix: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def end_offsets_total(
+    bootstrap: str, topic_prefix: str, chunk: int = 200, timeout_ms: int = 20_000
+) -> int | None:
+    """Sum of the end offsets of the run's cluster topics, or None when the broker did
+    not answer in time (one ListOffsets for thousands of partitions can time out on a
+    loaded broker, so they are asked in chunks)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=timeout_ms
+    )
     await consumer.start()
     try:
         topics = sorted(t for t in await consumer.topics() if t.startswith(topic_prefix + "."))
         tps = await partitions_of(consumer, topics)
-        ends = await consumer.end_offsets(tps)
-        return sum(ends.values())
+        total = 0
+        for start in range(0, len(tps), chunk):
+            ends = await consumer.end_offsets(tps[start : start + chunk])
+            total += sum(ends.values())
+        return total
+    except KafkaError:
+        return None
     finally:
         await consumer.stop()
 
