@@ -7,7 +7,7 @@ Three passes over the batch:
    id != topic's cluster, producer sequence going backwards, Kafka key != the
    record's identity, ...), convert MSGPACK bodies to JSON;
 2. **read** the stored meta of every object the batch touches with one multi-get
-   (plus the old bodies when history is kept);
+   (never the bodies: history is written forward, see ``_upsert``);
 3. **apply** in log order against an overlay (object key -> meta as of this point
    of the batch), so several records for one key chain correctly; emit objects,
    index diffs, digest/count updates, history, change feed entries; run relist
@@ -104,7 +104,6 @@ class Planner:
         self.rejected: list[Rejected] = []
         self.verdicts: list[DigestVerdict] = []
         self.overlay: dict[bytes, bytes | None] = {}  # objkey -> meta (None: absent)
-        self.bodies: dict[bytes, bytes] = {}  # objkey -> body, only when history is kept
         self.kind_delta: dict[tuple[str, str, str], int] = {}
         self.touched: dict[str, list[int]] = {}  # cluster -> [max event ms, max record ms]
         self.feed: list[tuple[int, int, bytes, str]] = []  # this commit's change-feed entry
@@ -260,15 +259,6 @@ class Planner:
             return
         metas = multi_get(self.h.cfs[L.CF_OBJMETA], keys)
         self.overlay = dict(zip(keys, metas, strict=True))
-        if self.keep_history:
-            self._load_bodies([k for k, m in zip(keys, metas, strict=True) if m is not None])
-
-    def _load_bodies(self, keys: list[bytes]) -> None:
-        keys = [k for k in keys if k not in self.bodies]
-        if keys:
-            for k, b in zip(keys, multi_get(self.h.cfs[L.CF_OBJECTS], keys), strict=True):
-                if b is not None:
-                    self.bodies[k] = b
 
     # -- pass 3: apply -----------------------------------------------------------------------
 
@@ -293,10 +283,10 @@ class Planner:
             elif op is _DELETE:
                 if h.event_time_ms > t[0]:
                     t[0] = h.event_time_ms
-                if not self._delete(objkey, cluster, h.event_time_ms):
+                if not self._delete(objkey, cluster, h.event_time_ms, rec.offset):
                     self.unchanged += 1
             elif op is _TOMBSTONE:
-                if not self._delete(objkey, cluster, rec.timestamp_ms):
+                if not self._delete(objkey, cluster, rec.timestamp_ms, rec.offset):
                     self.unchanged += 1
             elif op is None:
                 self.unchanged += 1
@@ -344,19 +334,15 @@ class Planner:
             rs = self.st.relists.get(key, NO_RELIST)
         return rs
 
-    def _history(self, objkey: bytes, old_meta: bytes, end_ms: int, end_op: int) -> None:
-        """Keep the version that ``end_ms`` ends, unless it is already past retention."""
-        if end_ms < self.history_cutoff:
-            return
-        body = self.bodies.get(objkey)
-        if body is None:
-            return
+    def _ended(self, objkey: bytes, old_meta: bytes, end_ms: int) -> None:
+        """The version in ``old_meta`` stopped being current at ``end_ms``: it expires
+        ``history_retention_s`` after that (at once if that is already past)."""
         fields = L.META.unpack_from(old_meta)
         hkey = L.history_key(objkey, fields[6], fields[4])
-        self.batch.put(
-            hkey, L.HIST.pack(end_ms, end_op, len(old_meta)) + old_meta + body, self.h_history
-        )
-        self.batch.put(L.be64(end_ms) + hkey, b"", self.h_expiry)
+        if end_ms < self.history_cutoff:
+            self.batch.delete(hkey, self.h_history)
+        else:
+            self.batch.put(L.be64(end_ms) + hkey, b"", self.h_expiry)
 
     def _upsert(self, rec: SourceRecord, h: Any, objkey: bytes, cluster: str, body: bytes) -> None:
         part = rec.partition
@@ -459,13 +445,19 @@ class Planner:
                 d[0] += 1
                 d[1] = (d[1] + ih) & _MASK
             if self.keep_history:
-                self._history(objkey, old, h.event_time_ms, _OP_UPSERT)
-        overlay[objkey] = meta
+                self._ended(objkey, old, h.event_time_ms)
         if self.keep_history:
-            self.bodies[objkey] = body
+            # History is written forward: every version goes to `history` when it is
+            # applied (one more put), so replacing it later needs no read of the old body.
+            self.batch.put(
+                L.history_key(objkey, h.event_time_ms, rec.offset),
+                L.HIST.pack(L.HIST_VERSION, len(meta)) + meta + body,
+                self.h_history,
+            )
+        overlay[objkey] = meta
         self.feed.append((_OP_UPSERT, h.event_time_ms, objkey, h.resource_version))
 
-    def _delete(self, objkey: bytes, cluster: str, event_ms: int) -> bool:
+    def _delete(self, objkey: bytes, cluster: str, event_ms: int, offset: int) -> bool:
         """Delete the object if present (as of this point of the batch); False if absent."""
         old = self.overlay.get(objkey)
         if old is None:
@@ -489,8 +481,11 @@ class Planner:
         kk = (cluster, group, kind)
         self.kind_delta[kk] = self.kind_delta.get(kk, 0) - 1
         if self.keep_history:
-            self._history(objkey, old, event_ms, _OP_DELETE)
-            self.bodies.pop(objkey, None)
+            self._ended(objkey, old, event_ms)
+            if event_ms >= self.history_cutoff:  # "gone since event_ms", expiring with it
+                mark = L.history_key(objkey, event_ms, offset)
+                batch.put(mark, L.HIST.pack(L.HIST_DELETED, len(old)) + old, self.h_history)
+                batch.put(L.be64(event_ms) + mark, b"", self.h_expiry)
         batch.delete(objkey, self.h_objects)
         batch.delete(objkey, self.h_objmeta)
         self.overlay[objkey] = None
@@ -541,7 +536,7 @@ class Planner:
             self.unchanged += 1
             return
         if rs.full:
-            self._sweep(cluster, part, k.group, k.kind, rs.gen, h.event_time_ms)
+            self._sweep(cluster, part, k.group, k.kind, rs.gen, h.event_time_ms, rec.offset)
         self.up.relists[rk] = RelistState(rs.gen, None, rs.full)
         still_open = cm.open_relists - 1
         self.up.clusters[cluster] = replace(
@@ -549,7 +544,7 @@ class Planner:
         )
 
     def _sweep(
-        self, cluster: str, part: int, group: str, kind: str, gen: int, event_ms: int
+        self, cluster: str, part: int, group: str, kind: str, gen: int, event_ms: int, offset: int
     ) -> None:
         """Delete objects of (cluster, group, kind) on ``part`` that the full relist that
         just ended did not re-assert (their relist generation is older)."""
@@ -569,10 +564,8 @@ class Planner:
             fields = unpack(meta)
             if fields[3] == part and fields[7] != gen:
                 victims[key] = None
-        if self.keep_history:
-            self._load_bodies(list(victims))
         for key in sorted(victims):
-            self._delete(key, cluster, event_ms)
+            self._delete(key, cluster, event_ms, offset)
 
     # -- retention -----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ Column families (docs/store.md has the full table)::
     idx_label        esc(key)\\0esc(value)\\0<objkey>           -> b""
     idx_owner        cluster\\0esc(owner uid)\\0<objkey>        -> b""
     idx_app          esc(app)\\0<objkey>                        -> b""
-    history          <objkey>\\0BE64(start ms)\\0BE64(offset)    -> HIST prefix + objmeta + body
+    history          <objkey>\\0BE64(start ms)BE64(offset)     -> HIST prefix + objmeta + body
     history_expiry   BE64(end ms)<history key>                 -> b""
     changes          BE64(first position of a commit)          -> msgpack [[op, ms, objkey, rv], ...]
     meta             tag byte + fields                         -> small msgpack / BE ints
@@ -155,9 +155,12 @@ def objkey_of_app_index(index_key: bytes) -> bytes:
 # -- history -----------------------------------------------------------------------------
 
 _BE64: Final = struct.Struct(">Q")
-#: history value prefix: end ms (when the version stopped being current), the op that
-#: ended it (UPSERT: replaced, DELETE: removed), length of the objmeta that follows.
-HIST: Final = struct.Struct(">QBI")
+#: history value prefix: entry kind, length of the objmeta that follows (then the body).
+#: Every version is written when applied (start = its event time); a delete writes a
+#: DELETED entry (objmeta of the last version, no body) at the delete's event time.
+HIST: Final = struct.Struct(">BI")
+HIST_VERSION: Final = 1
+HIST_DELETED: Final = 2
 HIST_SUFFIX_SIZE: Final = 1 + 8 + 8
 
 

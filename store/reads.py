@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -451,7 +452,11 @@ class ViewReads:
         self, cluster: str, group: str, kind: str, namespace: str, name: str, at_ms: int
     ) -> StoredObject | None:
         """The version current at ``at_ms`` (event time), within the kept history.
-        Versions that ended before ``now - history_retention_s`` are gone: None."""
+        Versions that ended before ``now - history_retention_s`` are gone: None.
+
+        The current version answers when it had started by ``at_ms`` (one point lookup);
+        otherwise the latest history entry that started by then (one ``seek_for_prev``),
+        with ``superseded_ms`` set from the entry after it."""
         key = L.object_key(cluster, group, kind, namespace, name)
         meta = self._h.cfs[L.CF_OBJMETA].get(key)
         if meta is not None and L.META.unpack_from(meta)[6] <= at_ms:
@@ -465,7 +470,13 @@ class ViewReads:
             hkey: bytes = it.key()
             if L.objkey_of_history(hkey) != key:
                 return None
-            return _history_version(hkey, it.value(), at_ms)
+            version = _history_version(hkey, it.value())
+            if version is None:
+                return None
+            it.next()
+            if it.valid() and L.objkey_of_history(it.key()) == key:
+                return replace(version, superseded_ms=L.start_of_history(it.key()))
+            return version
         finally:
             del it
 
@@ -479,8 +490,8 @@ class ViewReads:
         after: bytes | None = None,
         limit: int = DEFAULT_LIMIT,
     ) -> Page:
-        """LIST of one kind as it was at ``at_ms``: current objects that already existed
-        then, plus history versions that were current then. Merges two sorted scans."""
+        """LIST of one kind as it was at ``at_ms``: current objects that had started by
+        then, else the history entry current then. Merges two key-sorted scans."""
         limit = _limit(limit)
         prefix = f"{cluster}\x00{group}\x00{kind}\x00".encode()
         if namespace is not None:
@@ -548,37 +559,33 @@ CONTENT_CFS = (
 )
 
 
-def _history_version(hkey: bytes, value: bytes, at_ms: int) -> StoredObject | None:
-    end_ms, _end_op, meta_len = L.HIST.unpack_from(value)
-    if end_ms <= at_ms:
-        return None  # that version had ended (deleted or replaced) by at_ms
+def _history_version(hkey: bytes, value: bytes) -> StoredObject | None:
+    """The version a history entry holds; None for a DELETED entry."""
+    kind, meta_len = L.HIST.unpack_from(value)
+    if kind == L.HIST_DELETED:
+        return None
     start = L.HIST.size
     meta = value[start : start + meta_len]
-    body = value[start + meta_len :]
-    obj = decode_stored(L.objkey_of_history(hkey), meta, body)
-    return StoredObject(**{**_fields(obj), "superseded_ms": end_ms})
-
-
-def _fields(obj: StoredObject) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in StoredObject.__slots__}
+    return decode_stored(L.objkey_of_history(hkey), meta, value[start + meta_len :])
 
 
 def _history_at(
     entries: Iterator[tuple[bytes, bytes]], at_ms: int
 ) -> Iterator[tuple[bytes, StoredObject | None]]:
-    """Per object key (in order), the history version current at ``at_ms`` or None."""
+    """Per object key (in order), the history version current at ``at_ms``, or None
+    (deleted then, or no entry that old)."""
     cur_key: bytes | None = None
     best: tuple[bytes, bytes] | None = None
     for hkey, value in entries:
         objkey = L.objkey_of_history(hkey)
         if objkey != cur_key:
             if cur_key is not None:
-                yield cur_key, _history_version(*best, at_ms) if best is not None else None
+                yield cur_key, _history_version(*best) if best is not None else None
             cur_key, best = objkey, None
         if L.start_of_history(hkey) <= at_ms:
             best = (hkey, value)  # keys ascend by start: the last one <= at_ms wins
     if cur_key is not None:
-        yield cur_key, _history_version(*best, at_ms) if best is not None else None
+        yield cur_key, _history_version(*best) if best is not None else None
 
 
 def _merge(

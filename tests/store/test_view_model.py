@@ -157,3 +157,46 @@ def test_any_batching_matches_the_model(tmp_path: Path, seed: int) -> None:
             check(view, model)
             digests.append(view.view_digest())
     assert len(set(digests)) == 1  # commit boundaries leave no trace in the view
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_get_at_matches_the_model_at_every_instant(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    now_ms = 1_800_000_000_000
+    start = now_ms - 600_000
+    feed = Feed("hist", partitions=2, start_ms=start)
+    timeline: dict[str, list[tuple[int, str | None]]] = {}  # name -> [(event ms, rv or None)]
+    records: list[SourceRecord] = []
+    t = start
+    for i in range(300):
+        t += rng.randrange(1, 50)
+        name = f"o{rng.randrange(8)}"
+        if rng.random() < 0.7:
+            records.append(feed.upsert(name, str(i), event_ms=t))
+            timeline.setdefault(name, []).append((t, str(i)))
+        else:
+            records.append(feed.delete(name, event_ms=t))
+            if timeline.get(name) and timeline[name][-1][1] is not None:
+                timeline[name].append((t, None))
+    opts = StoreOptions(history_retention_s=3600)
+    with View.open(tmp_path / "s", opts, clock=lambda: now_ms / 1000) as view:
+        i = 0
+        while i < len(records):
+            n = rng.randint(1, 40)
+            view.apply(records[i : i + n])
+            i += n
+        for at in range(start, t + 10, 7):
+            for name, events in timeline.items():
+                want = None
+                for when, rv in events:
+                    if when <= at:
+                        want = rv
+                got = view.get_at("hist", "", "Pod", "default", name, at)
+                assert (got.resource_version if got else None) == want, (name, at)
+            listed = {item.name for item in view.list_at("hist", "", "Pod", at, limit=100).items}
+            alive = {
+                name
+                for name, events in timeline.items()
+                if [rv for when, rv in events if when <= at][-1:] not in ([], [None])
+            }
+            assert listed == alive, at
