@@ -422,6 +422,7 @@ async def _feed_latency(
 ) -> dict[str, float]:
     """SSE arrival minus the moment a separate process's secondary first saw the change."""
     arrived: dict[int, tuple[float, int]] = {}
+    received = [0]
     connected = asyncio.Event()
 
     async def read_feed() -> None:
@@ -439,6 +440,7 @@ async def _feed_latency(
             connected.set()
             async for chunk in response.content.iter_any():
                 now = time.time()
+                received[0] += len(chunk)
                 # The server sends whole batches of frames per chunk: split once per
                 # chunk (a line-by-line parser that re-slices its buffer is quadratic).
                 frames = (pending + chunk).split(b"\n\n")
@@ -471,6 +473,7 @@ async def _feed_latency(
         "feed_e2e_p99_ms": percentile(e2e, 99),
         "feed_events_per_s": len(after_apply) / seconds,
         "feed_events_received": len(arrived),
+        "feed_bytes_received": received[0],
         "feed_store_changes_seen": len(visible),
         # What the consumer applied meanwhile (the background write load actually reached).
         "live_applied_per_s": len(visible) / seconds,
