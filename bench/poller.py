@@ -243,7 +243,7 @@ async def run_poller_bench(cfg: PollerBenchConfig) -> tuple[dict[str, Any], dict
             # Probes stop 1.5 intervals before the end: every one is listed at least once.
             probe_span = max(cfg.window_s - 1.5 * cfg.interval_s, 1.0)
             # Probes are changes too: the simulator makes the rest of the target rate.
-            background = max(churn - cfg.probes / probe_span, 0.0)
+            background = max(churn - cfg.probes / cfg.window_s, 0.0)
             if background > 0:
                 await sim.churn_start(background)
             await asyncio.sleep(min(5.0, cfg.interval_s))  # churn reaches its steady rate
