@@ -79,22 +79,21 @@ def _labels_of(body: bytes) -> dict[str, str]:
 def render_list(items: Sequence[Item], continue_token: str | None) -> bytes:
     """The LIST body: ``{"kind":"List",...,"items":[{"cluster":..,"object":<stored>}]}``."""
     meta = orjson.dumps({"continue": continue_token} if continue_token else {})
-    parts = [
-        b'{"kind":"List","apiVersion":"kubedelta/v1","metadata":',
-        meta,
-        b',"items":[',
-    ]
-    first = True
+    parts = [b'{"kind":"List","apiVersion":"kubedelta/v1","metadata":', meta, b',"items":[']
+    append = parts.append
+    prefixes: dict[str, bytes] = {}
     for item in items:
-        if not first:
-            parts.append(b",")
-        first = False
-        # Cluster names are DNS labels: safe to splice without escaping.
-        parts.append(b'{"cluster":"')
-        parts.append(item.cluster.encode())
-        parts.append(b'","object":')
-        parts.append(item.body)
-        parts.append(b"}")
+        prefix = prefixes.get(item.cluster)
+        if prefix is None:
+            # Cluster names are DNS labels: safe to splice without escaping.
+            prefix = prefixes[item.cluster] = (
+                b'{"cluster":"' + item.cluster.encode() + b'","object":'
+            )
+        append(prefix)
+        append(item.body)
+        append(b"},")
+    if items:
+        parts[-1] = b"}"
     parts.append(b"]}")
     return b"".join(parts)
 
@@ -269,7 +268,12 @@ class ScopedView:
         # Without post-filters the store's page is the answer. With them, ask for more
         # than is missing (by the acceptance seen so far) to save store round trips,
         # and cut the page after the last item kept.
-        filtered = by_index or not q.selector.empty or not scope.unrestricted
+        filtered = (
+            by_index
+            or not q.selector.empty
+            or not scope.unrestricted
+            or (q.at_ms is not None and bool(q.name_prefix))  # list_at has no prefix filter
+        )
         items: list[Item] = []
         scanned = 0
         kept = 0
@@ -283,6 +287,11 @@ class ScopedView:
             page = fetch(cursor, ask)
             scanned += len(page.items)
             cursor = page.next_cursor
+            if not filtered:  # the store already applied every filter there is
+                items.extend(page.items)
+                if cursor is None or len(items) >= limit:
+                    break
+                continue
             for index, item in enumerate(page.items):
                 if not self._accepts(scope, q, item, by_index):
                     continue
