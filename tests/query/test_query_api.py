@@ -370,6 +370,12 @@ async def test_point_in_time(
     assert past.status_code == 200
     listed = names(await client.get(url, headers=auth(ADMIN), params={"at": str(before)}))
     assert [n for _, _, n in listed] == [f"cfg-{i}" for i in range(5)]
+    prefixed = names(
+        await client.get(
+            url, headers=auth(ADMIN), params={"at": str(before), "namePrefix": "cfg-1"}
+        )
+    )
+    assert [n for _, _, n in prefixed] == ["cfg-1"]
     old = await client.get(
         f"{url}/cfg-0", headers=auth(ADMIN), params={"at": "2001-01-01T00:00:00Z"}
     )
