@@ -31,7 +31,7 @@ from query.fastpath import ASGIApp, with_fast_get
 from query.feed import FeedFilter
 from query.service import QueryService
 from query.spinnaker import ApplicationView, manifest, parse_resource_name
-from query.view import ListQuery, not_found, render_list
+from query.view import ListQuery, render_list
 from store.values import ClusterStatus
 
 log = logging.getLogger(__name__)
@@ -630,4 +630,4 @@ def create_asgi(service: QueryService) -> ASGIApp:
     return with_fast_get(create_app(service), service)
 
 
-__all__ = ["create_app", "create_asgi", "not_found"]
+__all__ = ["create_app", "create_asgi"]

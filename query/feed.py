@@ -123,10 +123,8 @@ class FeedHub:
         #: Each client's queue holds batches of changes (one per pump step): one queue
         #: operation per batch, not per change. None ends the stream (overflow).
         self._subscribers: dict[asyncio.Queue[list[Change] | None], list[int]] = {}
-        first, last = reader.feed_bounds()
-        del first
         #: Last position handed to subscribers; clients subscribing now get what follows.
-        self.head = last
+        self.head = reader.feed_bounds()[1]
 
     @property
     def subscribers(self) -> int:
