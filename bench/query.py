@@ -647,7 +647,12 @@ def command(
                 )
             finally:
                 components.stop_all()
-        metrics = {"fill_records_per_s": fill_rate, **metrics}
+        metrics = {
+            "fill_records_per_s": fill_rate,
+            **metrics,
+            # Other work on the machine skews every latency here: say how busy it was.
+            "load_avg_1m_end": os.getloadavg()[0],
+        }
         params = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
         params["loadgen"] = (
             "wrk" if loadgen == "wrk" or (loadgen == "auto" and shutil.which("wrk")) else "aiohttp"
