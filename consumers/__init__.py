@@ -25,6 +25,7 @@ from consumers.replay import (
     parse_instant,
 )
 from consumers.runner import Consumer
+from consumers.tuning import tune_gc
 
 __all__ = [
     "BatchApplier",
@@ -46,4 +47,5 @@ __all__ = [
     "Replayer",
     "ViewFollower",
     "parse_instant",
+    "tune_gc",
 ]

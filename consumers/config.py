@@ -62,8 +62,9 @@ class ConsumerConfig:
     #: Metrics/health port on ``metrics_host``; None serves nothing, 0 picks a free port.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"  #: bind address of the metrics endpoint
-    #: Seconds between lag refreshes (a ListOffsets round trip for every partition).
-    lag_refresh_s: float = 5.0
+    #: Seconds between refreshes of lag, readiness and the stored offsets it reads
+    #: (no broker round trip: high watermarks come with every fetch response).
+    lag_refresh_s: float = 1.0
     backoff: Backoff = field(default_factory=Backoff)  #: retry delays of the run loop
     #: Largest record value accepted from or sent to Kafka.
     max_record_bytes: int = MAX_RECORD_BYTES

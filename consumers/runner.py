@@ -14,8 +14,6 @@ import logging
 import time
 from collections.abc import Mapping
 
-from aiokafka import TopicPartition
-
 from consumers.apply import BatchApplier, BatchOutcome, CommitObserver, _ClusterNames
 from consumers.config import ConsumerConfig
 from consumers.deadletter import DeadLetterSink
@@ -61,7 +59,6 @@ class Consumer:
         )
         self.catch_up = CatchUp()
         self._cluster_of = _ClusterNames(config.topic_prefix)
-        self._stored: dict[Partition, int] = dict(view.resume_offsets())
         self._next_status_at = 0.0
         self._health: HealthServer | None = None
         self.totals = BatchOutcome()  #: everything committed since start
@@ -128,7 +125,6 @@ class Consumer:
         if records:
             async with self.source.hold():
                 outcome = await self.applier.apply(records)
-            self._stored.update(outcome.offsets)
             self._add_totals(outcome)
         await self._refresh_status()
         return outcome
@@ -149,7 +145,6 @@ class Consumer:
         log.info("forgetting %d partition(s) moved to other shards", len(partitions))
         self.view.forget_partitions(sorted(partitions))
         self.metrics.forgotten_partitions.inc(len(partitions))
-        self._stored = dict(self.view.resume_offsets())
 
     async def _refresh_status(self) -> None:
         """Readiness and lag, at most every ``lag_refresh_s``."""
@@ -163,13 +158,10 @@ class Consumer:
             ends = await self.source.end_offsets(assigned)
             self.catch_up.set_targets({(tp.topic, tp.partition): o for tp, o in ends.items()})
         self.catch_up.keep_only(owned)
-        self._stored = {p: o for p, o in self._stored.items() if p in owned} | {
-            p: o for p, o in self.view.resume_offsets().items() if p in owned
-        }
-        self.metrics.caught_up.set(1 if self.catch_up.update(self._stored) else 0)
+        stored = self.view.resume_offsets()  # in memory: no store read
+        self.metrics.caught_up.set(1 if self.catch_up.update(stored) else 0)
         highwaters: Mapping[Partition, int | None] = {
-            (tp.topic, tp.partition): self.source.highwater(TopicPartition(tp.topic, tp.partition))
-            for tp in assigned
+            (tp.topic, tp.partition): self.source.highwater(tp) for tp in assigned
         }
-        for cluster, lag in lag_by_cluster(highwaters, self._stored, self._cluster_of).items():
+        for cluster, lag in lag_by_cluster(highwaters, stored, self._cluster_of).items():
             self.metrics.lag.labels(cluster).set(lag)

@@ -161,11 +161,26 @@ class TopicSource:
         consumer = self.consumer
         if self._config.mode is ConsumerMode.REPLICA:
             await self._maybe_rescan_topics(consumer)
+        timeout_s = self._config.getmany_timeout_ms / 1000
+        if self._config.mode is ConsumerMode.REPLICA and not self._assigned:
+            # Nothing to read yet (no cluster topic exists): getmany would wait for an
+            # assignment forever, ignoring its timeout, and the loop could not stop.
+            await asyncio.sleep(timeout_s)
+            return []
+        fetching = asyncio.ensure_future(
+            consumer.getmany(timeout_ms=self._config.getmany_timeout_ms,
+                             max_records=self._config.batch_max_records)
+        )  # fmt: skip
+        # getmany also waits, without a timeout, while a group rebalances: bound it so
+        # a stop request is seen. Cancelling is safe: getmany drains and returns with no
+        # await in between, so a cancelled call has taken nothing; one that finished
+        # first keeps its result.
         try:
-            batches = await consumer.getmany(
-                timeout_ms=self._config.getmany_timeout_ms,
-                max_records=self._config.batch_max_records,
-            )
+            done, _ = await asyncio.wait({fetching}, timeout=timeout_s + 1.0)
+            if not done:
+                fetching.cancel()
+                await asyncio.wait({fetching})
+            batches = fetching.result() if not fetching.cancelled() else {}
         except KafkaError as exc:
             raise kafka_failure(exc, "fetching records failed") from exc
         return to_source_records(batches)

@@ -11,10 +11,11 @@ import click
 
 from bench import baselines as bench_baselines
 from bench import codec as bench_codec
+from bench import consume as bench_consume
 from bench import e2e as bench_e2e
 from bench import poller as bench_poller
-from bench import query as bench_query
 from bench import producer as bench_producer
+from bench import query as bench_query
 from bench import store_apply as bench_store_apply
 
 
@@ -31,3 +32,4 @@ bench.add_command(bench_poller.command)
 bench.add_command(bench_query.command)
 bench.add_command(bench_baselines.command)
 bench.add_command(bench_baselines.worker_command)
+bench.add_command(bench_consume.command)

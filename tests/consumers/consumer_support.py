@@ -125,8 +125,11 @@ async def create_topics(bootstrap: str, topics: Iterable[str], partitions: int) 
     )
 
 
-async def produce(bootstrap: str, records: Sequence[Out]) -> None:
-    """Send in order (per partition order is preserved: one idempotent producer)."""
+async def produce(
+    bootstrap: str, records: Sequence[Out], *, chunks: int = 1, pause_s: float = 0.0
+) -> None:
+    """Send in order with one idempotent producer (per-partition order is preserved);
+    in ``chunks`` slices ``pause_s`` apart to make a log that grows while it is read."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -138,9 +141,9 @@ async def produce(bootstrap: str, records: Sequence[Out]) -> None:
     )
     await producer.start()
     try:
-        pending = []
-        for r in records:
-            pending.append(
+        step = max(1, -(-len(records) // chunks))
+        for start in range(0, len(records), step):
+            pending = [
                 await producer.send(
                     r.topic,
                     value=r.value,
@@ -148,11 +151,11 @@ async def produce(bootstrap: str, records: Sequence[Out]) -> None:
                     partition=r.partition,
                     timestamp_ms=r.timestamp_ms,
                 )
-            )
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+                for r in records[start : start + step]
+            ]
+            await asyncio.gather(*pending)
+            if pause_s:
+                await asyncio.sleep(pause_s)
     finally:
         await producer.stop()
 

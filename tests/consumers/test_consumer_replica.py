@@ -75,3 +75,17 @@ async def test_a_new_cluster_topic_is_picked_up_without_restart(
         # Alpha was not re-read when the assignment grew: each record applied once.
         assert live.consumer.totals.skipped == 0
         assert live.consumer.totals.applied == 800
+
+
+async def test_a_consumer_started_before_any_cluster_topic_waits_and_stops_on_request(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+    log = LogBuilder(prefix, 1)
+    alpha = topic_for("alpha", prefix)
+    async with Running(config(tmp_path / "v", kafka_bootstrap, prefix)) as live:
+        await live.until(lambda: live.consumer.ready)  # nothing existed: nothing to wait for
+        await create_topics(kafka_bootstrap, [alpha], partitions=1)
+        await produce(kafka_bootstrap, [log.upsert("alpha", i) for i in range(50)])
+        await live.until_offsets(await end_offsets(kafka_bootstrap, [alpha]))
+    assert live.task is None  # shutdown returned: the loop saw the stop request

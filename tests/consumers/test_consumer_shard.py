@@ -102,13 +102,7 @@ async def test_rebalance_between_two_shards_loses_nothing_and_applies_nothing_tw
         second += [log.delete(c, i) for c in clusters for i in range(0, 2_000, 5)]
         second += [log.upsert(c, i) for c in clusters for i in range(2_000, 2_500)]
 
-        async def trickle() -> None:
-            step = len(second) // 40
-            for start in range(0, len(second), step):
-                await produce(kafka_bootstrap, second[start : start + step])
-                await asyncio.sleep(0.15)
-
-        producing = asyncio.create_task(trickle())
+        producing = asyncio.create_task(produce(kafka_bootstrap, second, chunks=12, pause_s=0.2))
         await asyncio.sleep(0.3)
         async with b:
             await producing
@@ -128,6 +122,7 @@ async def test_rebalance_between_two_shards_loses_nothing_and_applies_nothing_tw
                 )
 
             await a.until(settled, timeout_s=60)
+
             owned_a = {(tp.topic, tp.partition) for tp in a.consumer.source.assigned}
             owned_b = {(tp.topic, tp.partition) for tp in b.consumer.source.assigned}
             objects_a, objects_b = all_objects(a.view), all_objects(b.view)

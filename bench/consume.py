@@ -1,0 +1,395 @@
+"""`kubedelta bench consume`: how fast the consumer materializes cluster topics, against
+a bare aiokafka loop reading the same topics on the same broker in the same run.
+
+1. **produce**: N realistic ~2 KB Pod deltas (``bench.codec.make_pod``: random uids,
+   hashes, IPs, so compression is honest) over many cluster topics, keys routed by
+   crc32 like the agent does, in compressed batches (lz4 by default).
+2. **baseline**: a child process runs a bare ``AIOKafkaConsumer`` (same fetch
+   settings as the consumer) over every partition and only counts records and value
+   bytes: the most any aiokafka consumer on this machine can do.
+3. **consume**: a child process runs the real ``consumers.Consumer`` (fetch -> plan ->
+   dead letters -> commit) into a fresh store until every record is in the view.
+   Then it flushes and fully compacts the store and reports its size.
+
+Rates are records over the wall time from the first fetch to the last record, so
+connection setup is excluded from both sides alike. RSS is the child's peak
+(``ru_maxrss``), i.e. everything the consumer process ever held.
+The topics are deleted afterwards unless ``--keep-topics``; ``--topic-prefix`` of a
+kept run reuses its topics (skips producing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import click
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.codec import make_pod, pod_delta
+from bench.kafkadisk import topic_bytes
+from bench.report import Machine, Progress, Report, emit, json_option
+from consumers import Consumer, ConsumerConfig, tune_gc
+from consumers.source import consumer_kwargs, list_partitions
+from deltas import BodyEncoding, encode, partition_for, topic_for
+from plumbing import broker
+from plumbing.kafka import KafkaConnection, TopicSpec, admin_client, ensure_topics
+from store import StoreOptions, View
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeBenchConfig:
+    resources: int = 100_000  #: Pod deltas produced (one per Pod: every record creates an object)
+    clusters: int = 64  #: cluster topics the Pods are spread over (round robin)
+    partitions: int = 2  #: partitions per cluster topic
+    compression: str = "lz4"  #: producer batch compression: lz4, zstd, gzip or none
+    batch_max_records: int = 20_000  #: the consumer's records per pass (ConsumerConfig)
+    history_retention_s: int = 3600  #: the store's default (creates write no history anyway)
+    seed: int = 1  #: reproducible Pods
+    topic_prefix: str = ""  #: reuse the topics of a kept run; "" = fresh topics
+    keep_topics: bool = False  #: leave the topics on the broker (to rerun with --topic-prefix)
+    work_dir: Path | None = None  #: where the store goes; a temp dir (deleted after) if None
+
+
+# -- produce -------------------------------------------------------------------------------
+
+
+def cluster_name(i: int) -> str:
+    return f"bench-{i:03d}"
+
+
+async def produce_pods(config: ConsumeBenchConfig, bootstrap: str, prefix: str) -> None:
+    conn = KafkaConnection(bootstrap)
+    topics = [topic_for(cluster_name(c), prefix) for c in range(config.clusters)]
+    await ensure_topics(
+        conn,
+        [
+            TopicSpec(t, partitions=config.partitions, configs={"cleanup.policy": "compact"})
+            for t in topics
+        ],
+    )
+    producer = AIOKafkaProducer(
+        **conn.client_kwargs(),
+        acks=1,  # a benchmark input, not the agent: durability is not what is measured
+        linger_ms=20,
+        max_batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+        compression_type=None if config.compression == "none" else config.compression,
+    )
+    await producer.start()
+    rng = random.Random(config.seed)
+    now_ms = int(time.time() * 1000)
+    try:
+        with Progress(config.resources, "produce") as bar:
+            pending: list[asyncio.Future[Any]] = []
+            for i in range(config.resources):
+                c = i % config.clusters
+                delta = replace(
+                    pod_delta(make_pod(rng, i), BodyEncoding.JSON, i + 1),
+                    cluster=cluster_name(c),
+                    event_time_ms=now_ms + i,
+                )
+                key = delta.kafka_key()
+                pending.append(
+                    await producer.send(
+                        topics[c],
+                        value=encode(delta),
+                        key=key,
+                        partition=partition_for(key, config.partitions),
+                    )
+                )
+                if len(pending) >= 5_000:
+                    await asyncio.gather(*pending)
+                    bar.advance(len(pending))
+                    pending.clear()
+            await asyncio.gather(*pending)
+            bar.advance(len(pending))
+    finally:
+        await producer.stop()
+
+
+async def count_records(bootstrap: str, prefix: str) -> dict[tuple[str, int], int]:
+    """End offset of every partition of the run's topics (the records to consume)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        known = await list_partitions(consumer)
+        tps = [
+            TopicPartition(t, p)
+            for t, parts in known.items()
+            if t.startswith(prefix + ".")
+            for p in parts
+        ]
+        ends = await consumer.end_offsets(tps)
+        return {(tp.topic, tp.partition): o for tp, o in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    admin = admin_client(KafkaConnection(bootstrap))
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
+# -- the two children ----------------------------------------------------------------------
+
+
+def child_config(args: dict[str, Any]) -> ConsumerConfig:
+    return ConsumerConfig(
+        data_dir=Path(args["store"]),
+        connection=KafkaConnection(args["bootstrap"]),
+        topic_prefix=args["prefix"],
+        dead_letter_topic=args["prefix"] + "-deadletter",
+        batch_max_records=args["batch_max_records"],
+    )
+
+
+async def baseline_child(args: dict[str, Any]) -> dict[str, float]:
+    """A bare aiokafka loop: fetch and count, nothing else."""
+    config = child_config(args)
+    total = args["records"]
+    consumer = AIOKafkaConsumer(**consumer_kwargs(config))
+    await consumer.start()
+    try:
+        known = await list_partitions(consumer)
+        tps = [
+            TopicPartition(t, p)
+            for t, parts in known.items()
+            if t.startswith(args["prefix"] + ".")
+            for p in parts
+        ]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
+        seen = 0
+        value_bytes = 0
+        started, cpu_started = time.perf_counter(), time.process_time()
+        while seen < total:
+            batches = await consumer.getmany(
+                timeout_ms=config.getmany_timeout_ms, max_records=config.batch_max_records
+            )
+            for messages in batches.values():
+                seen += len(messages)
+                for m in messages:
+                    value_bytes += len(m.value)
+        seconds = time.perf_counter() - started
+        cpu_s = time.process_time() - cpu_started
+    finally:
+        await consumer.stop()
+    return {"records": seen, "seconds": seconds, "cpu_s": cpu_s, "value_bytes": value_bytes}
+
+
+async def consume_child(args: dict[str, Any]) -> dict[str, float]:
+    """The real consumer into a fresh store, pass after pass until all records are in."""
+    config = child_config(args)
+    total = args["records"]
+    options = StoreOptions(
+        topic_prefix=args["prefix"], history_retention_s=args["history_retention_s"]
+    )
+    view = View.open(config.data_dir, options)
+    try:
+        consumer = Consumer(config, view)
+        await consumer.start()
+        try:
+            started, cpu_started = time.perf_counter(), time.process_time()
+            while consumer.totals.records < total:
+                await consumer.run_pass()
+            seconds = time.perf_counter() - started
+            cpu_s = time.process_time() - cpu_started
+        finally:
+            await consumer.close()
+        rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        objects = view.count()
+        view.flush()
+        flushed = view.disk_usage()
+        view.compact()
+        compacted = view.disk_usage()
+        return {
+            "records": consumer.totals.records,
+            "applied": consumer.totals.applied,
+            "rejected": consumer.totals.rejected,
+            "seconds": seconds,
+            "cpu_s": cpu_s,
+            "rss_peak_bytes": rss_peak,
+            "objects": objects,
+            "store_flushed_bytes": flushed,
+            "store_bytes": compacted,
+        }
+    finally:
+        view.close()
+
+
+def child_main() -> None:
+    """Entry point of the child processes: ``<mode> <json args>`` in, JSON result out."""
+    mode, raw = sys.argv[1], sys.argv[2]
+    args = json.loads(raw)
+    tune_gc()
+    if mode == "baseline":
+        result = asyncio.run(baseline_child(args))
+    elif mode == "consume":
+        result = asyncio.run(consume_child(args))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    print(json.dumps(result), flush=True)
+
+
+def run_child(mode: str, args: dict[str, Any]) -> dict[str, float]:
+    command = [
+        sys.executable,
+        "-c",
+        "from bench.consume import child_main; child_main()",
+        mode,
+        json.dumps(args),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise click.ClickException(f"{mode} child failed:\n{done.stderr[-4000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def ensure_broker() -> tuple[str, broker.LocalBrokerConfig]:
+    """The local broker, started if none runs."""
+    config = broker.LocalBrokerConfig.from_env(os.environ)
+    state = broker.status(config)
+    if state.running:
+        return state.bootstrap, config
+    return broker.start(config), config
+
+
+def run(config: ConsumeBenchConfig) -> Report:
+    bootstrap, broker_config = ensure_broker()
+    prefix = config.topic_prefix or f"kdconsume-{uuid.uuid4().hex[:10]}.cluster"
+    if not config.topic_prefix:
+        asyncio.run(produce_pods(config, bootstrap, prefix))
+    ends = asyncio.run(count_records(bootstrap, prefix))
+    records = sum(ends.values())
+    if records == 0:
+        raise click.ClickException(f"no records in topics {prefix}.*")
+    on_disk = topic_bytes(broker_config.data, prefix + ".")
+    tmp = Path(tempfile.mkdtemp(prefix="kubedelta-consume-bench-", dir=config.work_dir))
+    args = {
+        "bootstrap": bootstrap,
+        "prefix": prefix,
+        "records": records,
+        "store": str(tmp / "store"),
+        "batch_max_records": config.batch_max_records,
+        "history_retention_s": config.history_retention_s,
+    }
+    try:
+        click.echo(f"baseline: bare aiokafka over {len(ends)} partitions ...", err=True)
+        baseline = run_child("baseline", args)
+        click.echo("consume: the consumer into a fresh store ...", err=True)
+        ours = run_child("consume", args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not config.keep_topics:
+            topics = sorted({t for t, _ in ends} | {prefix + "-deadletter"})
+            asyncio.run(delete_topics(bootstrap, topics))
+    baseline_rate = baseline["records"] / baseline["seconds"]
+    rate = ours["records"] / ours["seconds"]
+    metrics: dict[str, int | float] = {
+        "records": records,
+        "deltas_per_s": rate,
+        "aiokafka_baseline_per_s": baseline_rate,
+        "ratio_to_baseline": rate / baseline_rate,
+        "consume_seconds": ours["seconds"],
+        "baseline_seconds": baseline["seconds"],
+        # CPU per record of each child (all its threads, RocksDB's included): the rate a
+        # dedicated core would give, whatever else runs on the machine.
+        "consume_cpu_us_per_record": ours["cpu_s"] / ours["records"] * 1e6,
+        "baseline_cpu_us_per_record": baseline["cpu_s"] / baseline["records"] * 1e6,
+        "rss_mb": ours["rss_peak_bytes"] / 2**20,
+        "store_bytes": int(ours["store_bytes"]),
+        "store_flushed_bytes": int(ours["store_flushed_bytes"]),
+        "topic_bytes": on_disk.log_bytes,
+        "store_to_topic_ratio": ours["store_bytes"] / max(on_disk.log_bytes, 1),
+        "value_bytes_per_record": baseline["value_bytes"] / max(baseline["records"], 1),
+        "objects": int(ours["objects"]),
+        "rejected": int(ours["rejected"]),
+        "load_avg_1m": os.getloadavg()[0],
+    }
+    params: dict[str, str | int | float | bool | None] = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
+    }
+    params["topic_prefix"] = prefix
+    return Report("consume", params, metrics, Machine.current())
+
+
+_DEFAULTS = ConsumeBenchConfig()
+
+
+@click.command("consume")
+@click.option(
+    "--resources",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.resources,
+    show_default=True,
+    help="Pod deltas to produce and consume.",
+)
+@click.option(
+    "--clusters",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.clusters,
+    show_default=True,
+    help="Cluster topics.",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.partitions,
+    show_default=True,
+    help="Partitions per cluster topic.",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(["lz4", "zstd", "gzip", "none"]),
+    default=_DEFAULTS.compression,
+    show_default=True,
+)
+@click.option(
+    "--batch-max-records",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.batch_max_records,
+    show_default=True,
+)
+@click.option(
+    "--history-retention-s",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.history_retention_s,
+    show_default=True,
+)
+@click.option("--topic-prefix", default="", help="Reuse the topics of a --keep-topics run.")
+@click.option("--keep-topics", is_flag=True, default=False, help="Do not delete the topics.")
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Parent folder of the temporary store.",
+)
+@json_option
+def command(json_path: Path | None, work_dir: Path | None, **options: Any) -> None:
+    """Consumer throughput vs a bare aiokafka loop, RSS, store and topic bytes."""
+    gc.collect()
+    report = run(ConsumeBenchConfig(work_dir=work_dir, **options))
+    emit(report, json_path)
