@@ -255,6 +255,10 @@ async def run_e2e(
             metrics["e2e_max_ms"] = max(latencies_ms, default=math.nan)
 
             # -- verify ----------------------------------------------------------------------
+            # The producers are done (churn stopped, every record consumed); stopped, their
+            # periodic discovery and digests no longer compete with the verification.
+            for producer in pipeline.producers:
+                producer.stop()
             say("verifying: simulator state vs query API, object by object")
             verify_started = time.monotonic()
             differences, examples, compared = await verify(
