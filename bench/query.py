@@ -395,7 +395,8 @@ def _frame_times(frames: list[bytes]) -> Iterator[tuple[int, int]]:
 def _store_poller(store: str, secondary: str, prefix: str, seconds: float, out: Any) -> None:
     """Child process: when does each change become visible in the store? Polls its own
     secondary every 5 ms and reports {position: wall time first seen}."""
-    reader = ViewReader.open(Path(store), Path(secondary), StoreOptions(topic_prefix=prefix))
+    options = StoreOptions(topic_prefix=prefix, block_cache_bytes=512 * 1024 * 1024)
+    reader = ViewReader.open(Path(store), Path(secondary), options)
     visible: dict[int, float] = {}
     try:
         reader.catch_up()

@@ -104,6 +104,14 @@ def _open_when_ready(config: QueryConfig, tokens: TokenTable, timeout_s: float) 
     help="The consumer's topic prefix (per-partition offsets in cluster status).",
 )
 @click.option(
+    "--block-cache-mb",
+    type=click.IntRange(min=8),
+    default=512,
+    show_default=True,
+    help="RocksDB block cache of this reader. Index and filter blocks live in it: at 1M"
+    " objects below ~192 MiB they thrash and a point read costs ~1.7 ms instead of ~20 us.",
+)
+@click.option(
     "--catch-up-interval",
     type=click.FloatRange(min=0.01),
     default=0.1,
@@ -136,6 +144,7 @@ def serve(
     tokens_file: Path,
     history_retention: int,
     topic_prefix: str,
+    block_cache_mb: int,
     catch_up_interval: float,
     secondary_dir: Path | None,
     continue_secret_file: Path | None,
@@ -157,7 +166,9 @@ def serve(
             secondary_path=secondary,
             continue_secret=_continue_secret(tokens_file, continue_secret_file),
             store_options=StoreOptions(
-                history_retention_s=history_retention, topic_prefix=topic_prefix
+                history_retention_s=history_retention,
+                topic_prefix=topic_prefix,
+                block_cache_bytes=block_cache_mb * 1024 * 1024,
             ),
             catch_up_interval_s=catch_up_interval,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -24,6 +24,10 @@ from store.reads import ViewReads
 from store.values import Change
 
 log = logging.getLogger(__name__)
+
+#: Changes rendered per chunk written: big enough to amortize the write, small enough
+#: (a few ms) that GETs on the same event loop are not held up behind a burst.
+CHUNK_CHANGES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,17 +170,22 @@ class FeedHub:
             )
         return requested
 
-    def _frames(self, feed_filter: FeedFilter, changes: list[Change], after: int) -> bytes:
-        """The frames of the admitted changes after position ``after``, as one chunk
-        (one write to the socket per batch, not per event)."""
-        frames = []
-        for change in changes:
-            if change.position <= after:
-                continue
-            frame = render(self._reader, feed_filter, change)
-            if frame is not None:
-                frames.append(frame)
-        return b"".join(frames)
+    def _chunks(
+        self, feed_filter: FeedFilter, changes: list[Change], after: int
+    ) -> Iterator[bytes]:
+        """The frames of the admitted changes after position ``after``, joined into
+        chunks of at most CHUNK_CHANGES changes: one socket write per chunk, and the
+        event loop gets a turn between chunks (rendering reads the store)."""
+        for start in range(0, len(changes), CHUNK_CHANGES):
+            frames = []
+            for change in changes[start : start + CHUNK_CHANGES]:
+                if change.position <= after:
+                    continue
+                frame = render(self._reader, feed_filter, change)
+                if frame is not None:
+                    frames.append(frame)
+            if frames:
+                yield b"".join(frames)
 
     async def stream(
         self,
@@ -207,10 +216,10 @@ class FeedHub:
                 ]
                 if not changes:
                     break
-                chunk = self._frames(feed_filter, changes, position)
-                position = changes[-1].position
-                if chunk:
+                for chunk in self._chunks(feed_filter, changes, position):
                     yield chunk
+                    await asyncio.sleep(0)
+                position = changes[-1].position
             position = max(position, live_from)
             while True:
                 wait = heartbeat_s
@@ -231,9 +240,9 @@ class FeedHub:
                     return  # overflowed: the client reconnects with Last-Event-ID
                 changes = [c for b in batches if b is not None for c in b]
                 pending[0] -= len(changes)
-                chunk = self._frames(feed_filter, changes, position)
-                position = max(position, changes[-1].position)
-                if chunk:
+                for chunk in self._chunks(feed_filter, changes, position):
                     yield chunk
+                    await asyncio.sleep(0)
+                position = max(position, changes[-1].position)
         finally:
             self._subscribers.pop(queue, None)
