@@ -143,6 +143,7 @@ async def _live_load_async(
     from aiokafka import AIOKafkaProducer  # only this child process needs it
 
     rng = random.Random(2)
+    session = f"bench-query-live-{uuid.uuid4().hex[:8]}"  # seq restarts at 1 each run
     conn = KafkaConnection(bootstrap_servers=bootstrap, client_id="kubedelta-bench-query")
     # Bodies are serialized once; each send re-encodes only the header (new
     # resourceVersion, seq, event time), so the generator stays cheap next to the
@@ -152,9 +153,7 @@ async def _live_load_async(
         pod = make_pod(rng, i)
         pod["metadata"]["name"] += f"-live{i}"
         cluster = LIVE_CLUSTERS[i % len(LIVE_CLUSTERS)]
-        delta = replace(
-            pod_delta(pod, BodyEncoding.JSON, 1), cluster=cluster, session="bench-query-live"
-        )
+        delta = replace(pod_delta(pod, BodyEncoding.JSON, 1), cluster=cluster, session=session)
         key = delta.kafka_key()
         templates.append((topic_for(cluster, prefix), partition_for(key, PARTITIONS), key, delta))
     producer = AIOKafkaProducer(**conn.client_kwargs(), linger_ms=5, acks=1)
@@ -584,6 +583,19 @@ async def _measure(
             live.join(5)
 
 
+def _reusable(
+    filled: Path, config: QueryBenchConfig
+) -> tuple[str, list[tuple[str, str, str]]] | None:
+    """(topic prefix, sampled keys) of a store an earlier run filled the same way."""
+    try:
+        info = orjson.loads(filled.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if (info.get("resources"), info.get("clusters")) != (config.resources, config.clusters):
+        return None
+    return str(info["prefix"]), [(c, ns, n) for c, ns, n in info["keys"]]
+
+
 @click.command("query")
 @click.option("--resources", type=click.IntRange(min=10_000), default=100_000, show_default=True)
 @click.option("--clusters", type=click.IntRange(1, 64), default=4, show_default=True)
@@ -607,6 +619,12 @@ async def _measure(
     default=None,
     help="Keep the store and logs here (default: a temp dir, deleted after).",
 )
+@click.option(
+    "--reuse",
+    is_flag=True,
+    default=False,
+    help="Reuse the store a previous run filled in --work-dir (same --resources/--clusters).",
+)
 @json_option
 def command(
     resources: int,
@@ -618,6 +636,7 @@ def command(
     feed_seconds: float,
     loadgen: str,
     work_dir: Path | None,
+    reuse: bool,
     json_path: Path | None,
 ) -> None:
     """Query API latency/throughput over N objects while the consumer applies deltas."""
@@ -635,12 +654,30 @@ def command(
     work = work_dir or Path(tempfile.mkdtemp(prefix="kubedelta-bench-query-"))
     work.mkdir(parents=True, exist_ok=True)
     store = work / "store"
-    shutil.rmtree(store, ignore_errors=True)
-    prefix = f"kdbenchq{uuid.uuid4().hex[:8]}.cluster"
+    filled = work / "filled.json"
     components = Components(work / "logs")
     try:
-        click.echo(f"filling the store with {resources:,} Pods ...", err=True)
-        keys, fill_rate = fill(config, store, prefix)
+        reused = _reusable(filled, config) if reuse else None
+        if reused is not None:
+            prefix, keys = reused
+            fill_rate = float("nan")
+            click.echo(f"reusing the filled store in {store}", err=True)
+        else:
+            shutil.rmtree(store, ignore_errors=True)
+            filled.unlink(missing_ok=True)
+            prefix = f"kdbenchq{uuid.uuid4().hex[:8]}.cluster"
+            click.echo(f"filling the store with {resources:,} Pods ...", err=True)
+            keys, fill_rate = fill(config, store, prefix)
+            filled.write_bytes(
+                orjson.dumps(
+                    {
+                        "prefix": prefix,
+                        "resources": config.resources,
+                        "clusters": config.clusters,
+                        "keys": keys,
+                    }
+                )
+            )
         with broker.borrowed(broker.LocalBrokerConfig.from_env(os.environ)) as bootstrap:
             try:
                 metrics = asyncio.run(
