@@ -51,6 +51,8 @@ from store import StoreOptions
 #: Fetch sizes as our consumer uses them (consumers/config.py), so the ceiling is fair.
 FETCH_MAX_BYTES = 64 * MIB
 MAX_PARTITION_FETCH_BYTES = 16 * MIB
+#: Partitions per ListOffsets request.
+OFFSETS_CHUNK = 200
 #: A baseline that sees no new record for this long while records remain gives up.
 STALL_TIMEOUT_S = 30.0
 
@@ -88,6 +90,17 @@ async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[T
     ]
 
 
+async def end_offsets_chunked(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """End offsets asked OFFSETS_CHUNK partitions at a time: one ListOffsets for
+    thousands of partitions timed out on the loaded 2-core broker."""
+    ends: dict[TopicPartition, int] = {}
+    for start in range(0, len(tps), OFFSETS_CHUNK):
+        ends.update(await consumer.end_offsets(tps[start : start + OFFSETS_CHUNK]))
+    return ends
+
+
 async def list_cluster_topics(bootstrap: str, topic_prefix: str) -> list[str]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -103,8 +116,10 @@ async def topic_record_counts(bootstrap: str, topics: list[str]) -> int:
     await consumer.start()
     try:
         tps = await partitions_of(consumer, topics)
-        begins = await consumer.beginning_offsets(tps)
-        ends = await consumer.end_offsets(tps)
+        begins: dict[TopicPartition, int] = {}
+        for start in range(0, len(tps), OFFSETS_CHUNK):
+            begins.update(await consumer.beginning_offsets(tps[start : start + OFFSETS_CHUNK]))
+        ends = await end_offsets_chunked(consumer, tps)
         return sum(ends[tp] - begins[tp] for tp in tps)
     finally:
         await consumer.stop()
@@ -128,7 +143,7 @@ async def aiokafka_baseline(bootstrap: str, topics: list[str]) -> BaselineResult
         tps = await partitions_of(consumer, topics)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await end_offsets_chunked(consumer, tps)
         pending = {tp for tp in tps if ends[tp] > 0}
         for tp in list(pending):
             if await consumer.position(tp) >= ends[tp]:
