@@ -108,6 +108,11 @@ def encode(delta: Delta, *, max_body: int = DEFAULT_MAX_BODY) -> bytes:
         control = [delta.digest.partition, delta.digest.count, delta.digest.hash]
     else:
         control = None
+    try:
+        labels = dict(delta.labels)
+        owners = list(delta.owners)
+    except (TypeError, ValueError) as exc:
+        raise DeltaFormatError(f"labels must be a mapping and owners a sequence: {exc}") from exc
     k = delta.key
     header = [
         int(delta.op),
@@ -122,8 +127,8 @@ def encode(delta: Delta, *, max_body: int = DEFAULT_MAX_BODY) -> bytes:
         delta.seq,
         delta.session,
         delta.event_time_ms,
-        dict(delta.labels),
-        list(delta.owners),
+        labels,
+        owners,
         delta.app,
         int(delta.body_encoding),
         len(delta.body),
@@ -135,6 +140,131 @@ def encode(delta: Delta, *, max_body: int = DEFAULT_MAX_BODY) -> bytes:
     except (TypeError, ValueError, OverflowError) as exc:
         raise DeltaFormatError(f"cannot encode delta header: {exc}") from exc
     return PREFIX.pack(MAGIC, FORMAT_VERSION, len(packed)) + packed + delta.body
+
+
+class UpsertEncoder:
+    """Encodes the UPSERT records of one cluster, producer session and kind, fast.
+
+    For a producer, which builds every field itself: the cluster, session and the
+    kind's group/version/kind are checked (and packed) once, here; each record only
+    for what its caller cannot guarantee by construction: field types, body size,
+    a name, no NUL in namespace or name, labels and owners all strings. A record
+    that fails a check, or that msgpack refuses (lone surrogates), goes through
+    :func:`encode` with the same fields, which raises its precise error. So
+    ``upsert(...)`` returns ``encode(Delta(op=Op.UPSERT, ...))`` byte for byte, or
+    raises as it would; the constructor raises what every such ``encode`` would.
+    """
+
+    __slots__ = ("_head", "_max_body", "_packer", "cluster", "group", "kind", "session", "version")
+
+    def __init__(
+        self,
+        cluster: str,
+        session: str,
+        group: str,
+        version: str,
+        kind: str,
+        *,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        self.cluster = validate_cluster_name(_str(cluster, "cluster"))
+        self.session = _str(session, "session")
+        self.group = _str(group, "group")
+        self.version = _str(version, "version")
+        self.kind = _str(kind, "kind")
+        if not version or not kind:
+            raise DeltaFormatError("UPSERT needs version, kind and name in its key")
+        check_key_parts(group, kind)
+        self._max_body = max_body
+        self._packer = msgpack.Packer(use_bin_type=True)
+        try:
+            fixed = msgpack.packb(
+                [int(Op.UPSERT), cluster, group, version, kind], use_bin_type=True
+            )
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise DeltaFormatError(f"cannot encode delta header: {exc}") from exc
+        # msgpack arrays are a count then the items: the 18-field header is the count,
+        # these five fixed items, then the 13 per-record ones (packed as a 13-array,
+        # whose one-byte count is dropped).
+        self._head = b"\xdc" + _N_FIELDS.to_bytes(2, "big") + fixed[1:]
+
+    def upsert(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        resource_version: str,
+        seq: int,
+        event_time_ms: int,
+        labels: Mapping[str, str],
+        owners: tuple[str, ...] | list[str],
+        app: str,
+        body_encoding: BodyEncoding,
+        body: bytes,
+    ) -> bytes:
+        if (
+            type(body) is bytes
+            and len(body) <= self._max_body
+            and (body_encoding is BodyEncoding.JSON or body_encoding is BodyEncoding.MSGPACK)
+            and type(namespace) is str
+            and type(name) is str
+            and type(uid) is str
+            and type(resource_version) is str
+            and type(app) is str
+            and type(seq) is int
+            and 0 <= seq <= _MAX_U64
+            and type(event_time_ms) is int
+            and 0 <= event_time_ms <= _MAX_U64
+            and name
+            and "\x00" not in namespace
+            and "\x00" not in name
+            and type(labels) is dict
+            and (type(owners) is tuple or type(owners) is list)
+            and _all_str(labels, owners)
+        ):
+            try:
+                tail = self._packer.pack(
+                    [namespace, name, uid, resource_version, seq, self.session, event_time_ms,
+                     labels, owners, app, int(body_encoding), len(body), None]
+                )  # fmt: skip
+            except (TypeError, ValueError, OverflowError):
+                # encode() below names the fault; a failed pack may leave bytes behind.
+                self._packer = msgpack.Packer(use_bin_type=True)
+            else:
+                head = self._head
+                return b"".join(
+                    (
+                        PREFIX.pack(MAGIC, FORMAT_VERSION, len(head) + len(tail) - 1),
+                        head,
+                        memoryview(tail)[1:],
+                        body,
+                    )
+                )
+        return encode(
+            Delta(
+                op=Op.UPSERT,
+                cluster=self.cluster,
+                key=ResourceKey(self.group, self.version, self.kind, namespace, name),
+                uid=uid,
+                resource_version=resource_version,
+                seq=seq,
+                session=self.session,
+                event_time_ms=event_time_ms,
+                labels=labels,
+                owners=owners if type(owners) is tuple else _as_tuple(owners),
+                app=app,
+                body_encoding=body_encoding,
+                body=body,
+            ),
+            max_body=self._max_body,
+        )
+
+
+def _as_tuple(owners: object) -> tuple[str, ...]:
+    try:
+        return tuple(owners)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise DeltaFormatError(f"owners must be a sequence: {exc}") from exc
 
 
 def decode_header(data: bytes | memoryview, *, max_body: int = DEFAULT_MAX_BODY) -> Header:
@@ -301,7 +431,7 @@ def _header_from_fields(fields: object, body_offset: int, size: int, max_body: i
                        enc, body_offset, body_len, None, None)  # fmt: skip
 
 
-def _all_str(labels: dict[Any, Any], owners: list[Any]) -> bool:
+def _all_str(labels: Mapping[Any, Any], owners: list[Any] | tuple[Any, ...]) -> bool:
     for k, v in labels.items():
         if type(k) is not str or type(v) is not str:
             return False
