@@ -11,12 +11,13 @@ import time
 from typing import Any, Protocol
 
 from deltas import ResourceKey, identity_bytes, partition_for
+from deltas.codec import UpsertEncoder
 from producers.config import StripConfig
 from producers.kinds import KindRef, NamespaceFilter
 from producers.ledger import KindLedger
 from producers.metrics import KindMetrics
 from producers.records import OutRecord, RecordFactory
-from producers.strip import body_of, fingerprint_of_body, resource_version_of, strip_object
+from producers.strip import KindStripper, body_of, fingerprint_of_body, resource_version_of
 
 
 class RecordSink(Protocol):
@@ -43,6 +44,12 @@ class KindEmitter:
         self._metrics = metrics
         self._partitions = factory.partitions
         self._relist_id = ""
+        self._stripper = KindStripper(ref.group, ref.version, ref.kind, strip)
+        self._encoder: UpsertEncoder | None = None  #: made at the first upsert
+        #: LIST items sent / found unchanged since the metrics were last updated: a
+        #: relist counts them per page, not per object (a labelled Counter takes a lock).
+        self._listed_sent = 0
+        self._listed_unchanged = 0
         ledger.version = ref.version
 
     # -- relists ---------------------------------------------------------------------
@@ -58,14 +65,29 @@ class KindEmitter:
         return self._relist_id
 
     def listed(self, obj: dict[str, Any], observed: float) -> None:
-        """One LIST item (the reflector counts them per page)."""
-        self._upsert(obj, observed)
+        """One LIST item (the reflector counts them per page, and calls
+        ``flush_counts`` after each page)."""
+        sent = self._upsert(obj, observed)
+        if sent:
+            self._listed_sent += 1
+        elif sent is not None:
+            self._listed_unchanged += 1
 
     def count_listed(self, count: int) -> None:
         self._metrics.listed.inc(count)
 
+    def flush_counts(self) -> None:
+        """Add the LIST items handled since the last call to the metrics."""
+        if self._listed_sent:
+            self._metrics.sent_upsert.inc(self._listed_sent)
+            self._listed_sent = 0
+        if self._listed_unchanged:
+            self._metrics.unchanged.inc(self._listed_unchanged)
+            self._listed_unchanged = 0
+
     def end_relist(self) -> int:
         """DELETE what vanished, then RELIST_END everywhere; returns the last seq used."""
+        self.flush_counts()
         now = time.monotonic()
         ref = self.ref
         for gone in self.ledger.vanished():
@@ -98,7 +120,11 @@ class KindEmitter:
             self._metrics.added.inc()
         else:
             self._metrics.modified.inc()
-        self._upsert(obj, observed)
+        sent = self._upsert(obj, observed)
+        if sent:
+            self._metrics.sent_upsert.inc()
+        elif sent is not None:
+            self._metrics.unchanged.inc()
 
     def forget_all(self) -> int:
         """The kind left the cluster (CRD removed): delete every object it had."""
@@ -111,39 +137,56 @@ class KindEmitter:
 
     # -- internals -------------------------------------------------------------------
 
-    def _upsert(self, obj: dict[str, Any], observed: float) -> None:
-        ref = self.ref
+    def _upsert(self, obj: dict[str, Any], observed: float) -> bool | None:
+        """Send ``obj`` unless the topic already has its content: True sent, False
+        unchanged, None not sent for another reason (no name, filtered namespace).
+
+        The initial sync runs this for every object of the cluster: keep it lean."""
         meta = obj.get("metadata")
-        if not isinstance(meta, dict) or not meta.get("name"):
-            return  # not an object we can key
-        namespace = str(meta.get("namespace") or "")
+        if not isinstance(meta, dict):
+            return None  # not an object we can key
+        name = meta.get("name")
+        if not name:
+            return None
+        namespace = meta.get("namespace") or ""
+        if type(namespace) is not str:
+            namespace = str(namespace)
+        if type(name) is not str:
+            name = str(name)
         if namespace and not self._namespaces.allows(namespace):
             self._metrics.filtered.inc()
-            return
-        name = str(meta["name"])
+            return None
+        ref = self.ref
         key_bytes = identity_bytes(ref.group, ref.kind, namespace, name)
-        strip_object(obj, group=ref.group, version=ref.version, kind=ref.kind, config=self._strip)
+        self._stripper.strip(obj)
         body = body_of(obj)
-        rv = resource_version_of(obj)
+        rv = meta.get("resourceVersion")
+        if type(rv) is not str:
+            rv = resource_version_of(obj)
         fp = fingerprint_of_body(body, rv)
-        if self.ledger.unchanged(key_bytes, fp):
-            self._metrics.unchanged.inc()
-            return
+        ledger = self.ledger
+        if ledger.unchanged(key_bytes, fp):
+            return False
+        encoder = self._encoder
+        if encoder is None:
+            encoder = self._encoder = self._factory.upsert_encoder(ref.group, ref.version, ref.kind)
         partition = partition_for(key_bytes, self._partitions)
-        record = self._factory.upsert(
-            ResourceKey(ref.group, ref.version, ref.kind, namespace, name),
+        record = self._factory.upsert_of(
+            encoder,
+            namespace,
+            name,
             key_bytes,
             partition,
-            obj,
+            meta,
             body,
             fp,
             rv,
             observed,
             ref.label,
         )
-        self.ledger.record_upsert(key_bytes, fp, rv)
+        ledger.record_upsert(key_bytes, fp, rv, partition)
         self._sink.submit(record)
-        self._metrics.sent_upsert.inc()
+        return True
 
     def _send_delete(
         self, key_bytes: bytes, uid: str, resource_version: str, observed: float

@@ -69,9 +69,13 @@ class KindLedger:
         entry.mark = self._generation
         return entry.fingerprint == fingerprint
 
-    def record_upsert(self, key: bytes, fingerprint: bytes, resource_version: str) -> None:
-        """An UPSERT of ``key`` is being sent."""
-        digest = self._digests[partition_for(key, self._partitions)]
+    def record_upsert(
+        self, key: bytes, fingerprint: bytes, resource_version: str, partition: int | None = None
+    ) -> None:
+        """An UPSERT of ``key`` is being sent (``partition``: the key's, if known)."""
+        if partition is None:
+            partition = partition_for(key, self._partitions)
+        digest = self._digests[partition]
         entry = self._entries.get(key)
         if entry is None:
             self._entries[key] = Entry(fingerprint, resource_version, self._generation)

@@ -22,7 +22,8 @@ from deltas import (
     ResourceKey,
     encode,
 )
-from deltas.index_fields import app_of, labels_of, owners_of
+from deltas.codec import UpsertEncoder
+from deltas.index_fields import MONIKER_APP, labels_of
 
 #: Kafka record header holding the 8-byte fingerprint of an UPSERT, so a restarted
 #: producer learns what the topic holds without re-parsing every body.
@@ -47,6 +48,23 @@ class OutRecord:
         self.size = len(self.key) + (len(self.value) if self.value is not None else 0) + 16
 
 
+def index_fields(meta: Mapping[str, Any]) -> tuple[dict[str, str], tuple[str, ...], str]:
+    """(labels, owner uids, app) of an object's metadata for the record header: what
+    ``deltas.index_fields`` lifts, without copying labels that are already all strings."""
+    labels = meta.get("labels")
+    if not labels:
+        labels = {}
+    elif type(labels) is not dict or not all(
+        type(k) is str and type(v) is str for k, v in labels.items()
+    ):
+        labels = labels_of({"metadata": meta})
+    refs = meta.get("ownerReferences")
+    owners = tuple(str(o.get("uid", "")) for o in refs if o.get("uid")) if refs else ()
+    annotations = meta.get("annotations")
+    app = str(annotations.get(MONIKER_APP, "")) if annotations else ""
+    return labels, owners, app
+
+
 def new_session_id() -> str:
     """Random per process start: consumers tell producer incarnations apart by it."""
     return secrets.token_hex(8)
@@ -60,6 +78,7 @@ class RecordFactory:
         self.partitions = partitions
         self.session = session
         self._seq = 0
+        self._encoders: dict[tuple[str, str, str], UpsertEncoder] = {}
 
     @property
     def last_seq(self) -> int:
@@ -68,6 +87,14 @@ class RecordFactory:
     def _next(self) -> int:
         self._seq += 1
         return self._seq
+
+    def upsert_encoder(self, group: str, version: str, kind: str) -> UpsertEncoder:
+        """The UPSERT encoder of one kind (kind-level fields checked and packed once)."""
+        encoder = self._encoders.get((group, version, kind))
+        if encoder is None:
+            encoder = UpsertEncoder(self.cluster, self.session, group, version, kind)
+            self._encoders[(group, version, kind)] = encoder
+        return encoder
 
     def upsert(
         self,
@@ -81,27 +108,55 @@ class RecordFactory:
         observed: float,
         kind_label: str,
     ) -> OutRecord:
-        meta = obj.get("metadata") or {}
-        seq = self._next()
-        delta = Delta(
-            op=Op.UPSERT,
-            cluster=self.cluster,
-            key=key,
-            uid=str(meta.get("uid") or ""),
-            resource_version=resource_version,
-            seq=seq,
-            session=self.session,
-            event_time_ms=time.time_ns() // 1_000_000,
-            labels=labels_of(obj),
-            owners=owners_of(obj),
-            app=app_of(obj),
-            body_encoding=BodyEncoding.JSON,
-            body=body,
+        return self.upsert_of(
+            self.upsert_encoder(key.group, key.version, key.kind),
+            key.namespace,
+            key.name,
+            key_bytes,
+            partition,
+            obj.get("metadata") or {},
+            body,
+            fingerprint,
+            resource_version,
+            observed,
+            kind_label,
+        )
+
+    def upsert_of(
+        self,
+        encoder: UpsertEncoder,
+        namespace: str,
+        name: str,
+        key_bytes: bytes,
+        partition: int,
+        meta: Mapping[str, Any],
+        body: bytes,
+        fingerprint: bytes,
+        resource_version: str,
+        observed: float,
+        kind_label: str,
+    ) -> OutRecord:
+        """The UPSERT of an object of ``encoder``'s kind, given its (stripped) metadata."""
+        labels, owners, app = index_fields(meta)
+        self._seq += 1
+        seq = self._seq
+        value = encoder.upsert(
+            namespace,
+            name,
+            str(meta.get("uid") or ""),
+            resource_version,
+            seq,
+            time.time_ns() // 1_000_000,
+            labels,
+            owners,
+            app,
+            BodyEncoding.JSON,
+            body,
         )
         return OutRecord(
             partition,
             key_bytes,
-            encode(delta),
+            value,
             [(FINGERPRINT_HEADER, fingerprint)],
             seq,
             observed,

@@ -25,6 +25,42 @@ FINGERPRINT_SIZE: Final = 8
 _SORT: Final = orjson.OPT_SORT_KEYS
 
 
+class KindStripper:
+    """:func:`strip_object` for one kind: what depends only on the kind and the
+    configuration is worked out once, not per object (the initial sync strips
+    every object of the cluster)."""
+
+    __slots__ = ("_drop_last_applied", "_hash_key", "_node", "_secret", "api_version", "kind")
+
+    def __init__(self, group: str, version: str, kind: str, config: StripConfig) -> None:
+        self.api_version = f"{group}/{version}" if group else version
+        self.kind = kind
+        self._secret = group == "" and kind == "Secret"
+        self._node = group == "" and kind == "Node" and config.strip_node_heartbeats
+        self._drop_last_applied = self._secret or not config.keep_last_applied
+        self._hash_key = config.secret_hash_key
+
+    def strip(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Remove noise and secrets from ``obj`` in place and return it (see strip_object)."""
+        obj["apiVersion"] = self.api_version
+        obj["kind"] = self.kind
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            meta.pop("managedFields", None)
+            annotations = meta.get("annotations")
+            if annotations and isinstance(annotations, dict):
+                if self._drop_last_applied:
+                    annotations.pop(LAST_APPLIED, None)
+                annotations.pop(LEADER_ANNOTATION, None)
+                if not annotations:
+                    del meta["annotations"]
+        if self._secret:
+            redact_secret(obj, self._hash_key)
+        elif self._node:
+            _strip_node_heartbeats(obj)
+        return obj
+
+
 def strip_object(
     obj: dict[str, Any],
     *,
@@ -39,24 +75,7 @@ def strip_object(
     built-in kinds omit them while WATCH events carry them, and the fingerprint
     of the same object must not depend on which one delivered it.
     """
-    obj["apiVersion"] = f"{group}/{version}" if group else version
-    obj["kind"] = kind
-    meta = obj.get("metadata")
-    is_secret = group == "" and kind == "Secret"
-    if isinstance(meta, dict):
-        meta.pop("managedFields", None)
-        annotations = meta.get("annotations")
-        if isinstance(annotations, dict) and annotations:
-            if is_secret or not config.keep_last_applied:
-                annotations.pop(LAST_APPLIED, None)
-            annotations.pop(LEADER_ANNOTATION, None)
-            if not annotations:
-                del meta["annotations"]
-    if is_secret:
-        redact_secret(obj, config.secret_hash_key)
-    elif group == "" and kind == "Node" and config.strip_node_heartbeats:
-        _strip_node_heartbeats(obj)
-    return obj
+    return KindStripper(group, version, kind, config).strip(obj)
 
 
 def redact_secret(obj: dict[str, Any], hash_key: bytes) -> None:
