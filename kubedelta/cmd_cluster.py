@@ -83,9 +83,9 @@ def cluster() -> None:
 @click.option("--namespace", default=DEFAULT_NAMESPACE, show_default=True)
 @click.option(
     "--read-back/--no-read-back",
-    default=False,
+    default=True,
     show_default=True,
-    help="Also allow READ on its own topic, so the producer can read it back at start.",
+    help="Allow READ on its own topic (only), so a restarted producer reads it back and resends only what changed.",
 )
 @click.option(
     "--output",

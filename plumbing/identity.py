@@ -6,8 +6,9 @@ Roles (docs/security.md has the threat model):
 * **admin** (``User:kubedelta-admin``): super user; bootstrapped at format time.
 * **cluster producer** (``User:cluster-<name>``): WRITE + DESCRIBE on its own
   LITERAL topic ``<prefix>.<name>``, IDEMPOTENT_WRITE on the cluster resource.
-  No READ anywhere (``read_back`` adds READ on its *own* topic only, for the
-  producer's optional restart read-back), no CREATE, nothing on other topics.
+  READ on its *own* topic only (``read_back``, on by default: a restarted
+  producer reads its topic back and resends only what changed; ``read_back=False``
+  removes it), no CREATE, nothing on other topics.
 * **consumer** (``User:consumer-<name>``): READ + DESCRIBE on PREFIXED
   ``<prefix>.``, READ on PREFIXED consumer groups, WRITE + DESCRIBE on the
   dead-letter topic, IDEMPOTENT_WRITE on the cluster (its dead-letter producer
@@ -137,7 +138,7 @@ def consumer_user(name: str) -> str:
 
 
 def producer_acls(
-    cluster: str, *, prefix: str = DEFAULT_TOPIC_PREFIX, read_back: bool = False
+    cluster: str, *, prefix: str = DEFAULT_TOPIC_PREFIX, read_back: bool = True
 ) -> tuple[AclBinding, ...]:
     """What cluster ``cluster``'s producer may do: write its own topic, nothing else."""
     principal = user(cluster_user(cluster))
@@ -274,7 +275,7 @@ class ProducerCredentials:
     secret_hash_key: str = field(default="", repr=False)  #: keyed hash of Secret data
     client_cert_pem: str = ""  #: mTLS only: the producer's certificate
     client_key_pem: str = field(default="", repr=False)  #: mTLS only: its private key
-    read_back: bool = False  #: True when the ACLs let it read its own topic back at start
+    read_back: bool = True  #: True when the ACLs let it read its own topic back at start
 
     def public_settings(self) -> dict[str, str]:
         """Settings that are not secret (the ConfigMap's job; also an annotation here)."""

@@ -47,7 +47,7 @@ async def add_cluster(
     topic: TopicSpec | None = None,
     *,
     prefix: str = DEFAULT_TOPIC_PREFIX,
-    read_back: bool = False,
+    read_back: bool = True,
     password: str | None = None,
 ) -> Granted:
     """Create cluster ``cluster``'s topic (``topic`` settings; its name is forced to

@@ -117,3 +117,19 @@ def test_every_setting_is_one_the_producer_reads() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["command"] == ["kubedelta", "produce"]
+
+
+def test_the_kafka_ca_is_mounted_from_the_secret_where_the_settings_point() -> None:
+    docs = load_all()
+    secret = one(docs, "Secret")
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] in volumes]
+    source = volumes[mount["name"]]["secret"]
+    assert source["secretName"] == secret["metadata"]["name"]
+    assert {i["key"] for i in source["items"]} <= set(secret["stringData"])
+    mounted = {f"{mount['mountPath']}/{i['path']}" for i in source["items"]}
+    settings = one(docs, "ConfigMap")["data"]
+    assert settings["KUBEDELTA_KAFKA_SSL_CAFILE"] in mounted
+    assert mount["readOnly"] is True

@@ -36,7 +36,7 @@ from plumbing.identity import (
 
 
 def test_a_cluster_may_write_and_describe_only_its_own_literal_topic() -> None:
-    acls = producer_acls("alpha")
+    acls = producer_acls("alpha", read_back=False)
     assert {(a.resource_type, a.resource_name, a.pattern, a.operation) for a in acls} == {
         (ResourceType.TOPIC, "kubedelta.cluster.alpha", PatternType.LITERAL, Operation.WRITE),
         (ResourceType.TOPIC, "kubedelta.cluster.alpha", PatternType.LITERAL, Operation.DESCRIBE),
@@ -51,6 +51,8 @@ def test_a_cluster_may_write_and_describe_only_its_own_literal_topic() -> None:
 
 
 def test_read_back_adds_read_on_the_own_topic_only() -> None:
+    # On by default: a restarted producer reads its own topic back and resends only changes.
+    assert producer_acls("alpha") == producer_acls("alpha", read_back=True)
     reads = [a for a in producer_acls("alpha", read_back=True) if a.operation is Operation.READ]
     assert [(a.resource_name, a.pattern) for a in reads] == [
         ("kubedelta.cluster.alpha", PatternType.LITERAL)
@@ -97,7 +99,7 @@ def test_passwords_are_long_random_and_safe_in_jaas_and_yaml() -> None:
     assert all(len(p) >= 43 and p.replace("-", "").replace("_", "").isalnum() for p in passwords)
 
 
-def _credentials(**extra: str) -> ProducerCredentials:
+def _credentials(**extra: str | bool) -> ProducerCredentials:
     return ProducerCredentials(
         cluster="alpha",
         bootstrap="kafka.example:9093",
@@ -122,7 +124,9 @@ def test_secret_manifest_carries_the_credentials_and_the_ca() -> None:
     assert data["secret-hash-key"] == "h" * 43
     settings = settings_from_manifests(text)
     assert settings == creds.settings()
-    assert settings["KUBEDELTA_RESTORE"] == "false"  # no READ: no read-back
+    assert settings["KUBEDELTA_RESTORE"] == "true"  # READ on its own topic: read-back on
+    no_read = _credentials(read_back=False).settings()
+    assert no_read["KUBEDELTA_RESTORE"] == "false"  # no READ: no read-back
 
 
 def test_secret_matches_what_the_producer_deployment_reads() -> None:
@@ -157,7 +161,7 @@ def test_the_producer_reads_the_secret_settings_from_its_environment(
     assert (kafka.sasl_username, kafka.sasl_password) == ("cluster-alpha", "pw-" + "x" * 40)
     assert kafka.ssl_cafile == "/etc/kubedelta/kafka/ca.crt"
     assert settings.cluster_names() == ("alpha",)
-    assert settings.restore is False
+    assert settings.restore is True
 
 
 # ---------------------------------------------------------------- the local CA
