@@ -120,13 +120,18 @@ class Consumer:
 
     async def run_pass(self) -> BatchOutcome:
         """Fetch once and commit what was fetched."""
+        cpu = self.applier.cpu
+        cpu_started = time.thread_time()
         records = await self.source.fetch()
+        cpu.fetch_s += time.thread_time() - cpu_started
         outcome = BatchOutcome()
         if records:
             async with self.source.hold():
                 outcome = await self.applier.apply(records)
             self._add_totals(outcome)
+        status_started = time.thread_time()
         await self._refresh_status()
+        cpu.other_s += time.thread_time() - status_started
         return outcome
 
     def _add_totals(self, outcome: BatchOutcome) -> None:

@@ -33,6 +33,7 @@ from consumers import (
     ReplayTargetError,
     parse_instant,
 )
+from consumers.config import DEFAULT_BATCH_MAX_RECORDS
 from deltas import DEFAULT_TOPIC_PREFIX, KubedeltaError
 from deltas.keys import DEAD_LETTER_TOPIC
 from plumbing.kafka import KafkaConnection
@@ -60,7 +61,7 @@ class ConsumeSettings(BaseSettings):
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     dead_letter_topic: str = DEAD_LETTER_TOPIC
     dead_letter_replication: int = 1
-    batch_max_records: int = 20_000
+    batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS
     batch_max_mb: int = 64
     metadata_refresh_ms: int = 2_000
     metrics_host: str = "127.0.0.1"
