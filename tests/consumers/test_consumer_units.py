@@ -1,0 +1,59 @@
+"""Pure parts of the consumer: batch splitting, readiness, lag, configuration checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from consumers import ConsumerConfig, ConsumerConfigError, ConsumerMode
+from consumers.apply import chunks
+from consumers.progress import CatchUp, lag_by_cluster
+from store.records import SourceRecord
+
+
+def rec(offset: int, size: int) -> SourceRecord:
+    return SourceRecord("t", 0, offset, b"k", b"x" * size, 0)
+
+
+def test_chunks_bound_records_and_bytes_and_keep_order() -> None:
+    records = [rec(i, 10) for i in range(25)]
+    assert [len(c) for c in chunks(records, 10, 1_000)] == [10, 10, 5]
+    assert [len(c) for c in chunks(records, 100, 55)] == [5, 5, 5, 5, 5]
+    assert [r.offset for c in chunks(records, 7, 33) for r in c] == list(range(25))
+    big = [rec(0, 500), rec(1, 1), rec(2, 500)]
+    assert [len(c) for c in chunks(big, 10, 100)] == [1, 1, 1]  # a large record goes alone
+    assert list(chunks([], 10, 10)) == []
+
+
+def test_catch_up_is_ready_once_every_start_offset_is_reached() -> None:
+    catch_up = CatchUp()
+    assert not catch_up.update({})  # no targets yet: not ready
+    catch_up.set_targets({("a", 0): 10, ("a", 1): 0, ("b", 0): 5})
+    catch_up.set_targets({("a", 0): 99})  # the first snapshot wins
+    assert not catch_up.update({("a", 0): 10})
+    assert catch_up.update({("a", 0): 10, ("b", 0): 5})  # empty partitions need nothing
+    assert catch_up.update({})  # stays ready
+
+
+def test_catch_up_forgets_partitions_handed_to_another_shard() -> None:
+    catch_up = CatchUp()
+    catch_up.set_targets({("a", 0): 10, ("a", 1): 10})
+    catch_up.keep_only([("a", 0)])
+    assert catch_up.update({("a", 0): 10})
+
+
+def test_lag_sums_partitions_per_cluster() -> None:
+    highwaters = {("p.c.a", 0): 10, ("p.c.a", 1): 7, ("p.c.b", 0): None, ("p.c.b", 1): 3}
+    stored = {("p.c.a", 0): 4, ("p.c.a", 1): 9, ("p.c.b", 1): 1}
+    assert lag_by_cluster(highwaters, stored, lambda t: t.rsplit(".", 1)[1]) == {"a": 6, "b": 2}
+
+
+def test_config_rejects_what_cannot_work() -> None:
+    with pytest.raises(ConsumerConfigError, match="group"):
+        ConsumerConfig(Path("v"), mode=ConsumerMode.SHARD)
+    with pytest.raises(ConsumerConfigError, match="batch_max_records"):
+        ConsumerConfig(Path("v"), batch_max_records=0)
+    with pytest.raises(ConsumerConfigError, match="getmany_timeout_ms"):
+        ConsumerConfig(Path("v"), getmany_timeout_ms=-1)
+    assert ConsumerConfig(Path("v"), mode=ConsumerMode.SHARD, group_id="g").group_id == "g"
