@@ -253,6 +253,11 @@ async def run_e2e(
             metrics["e2e_p99_ms"] = percentile(latencies_ms, 99)
             metrics["e2e_mean_ms"] = mean(latencies_ms)
             metrics["e2e_max_ms"] = max(latencies_ms, default=math.nan)
+            # The simulator's answer time to the probe creates: part of every latency above
+            # (the change is made somewhere inside it); large when the simulator is starved.
+            answer_ms = [(p.answered_at - p.sent_at) * 1000.0 for p in probes]
+            metrics["probe_create_p50_ms"] = percentile(answer_ms, 50)
+            metrics["probe_create_p95_ms"] = percentile(answer_ms, 95)
 
             # -- verify ----------------------------------------------------------------------
             # The producers are done (churn stopped, every record consumed); stopped, their

@@ -72,6 +72,9 @@ class Probe:
     cluster: str
     name: str
     sent_at: float  #: wall time just before the create request
+    #: wall time the simulator's answer arrived: the change happened in between, so
+    #: ``answered_at - sent_at`` bounds how much of a latency is the simulator's own delay
+    answered_at: float = 0.0
 
 
 class BenchTimeoutError(BenchError):
@@ -150,7 +153,7 @@ async def send_probes(
             sent_at, _rv = await sim.create_config_map(
                 cluster, "default", name, {"kubedelta.bench/probe": "true"}
             )
-            sent.append(Probe(cluster, name, sent_at))
+            sent.append(Probe(cluster, name, sent_at, time.time()))
 
 
 async def verify(
