@@ -273,7 +273,9 @@ async def ours_baseline(bootstrap: str, topic_prefix: str, data_dir: Path) -> Ba
     config = ReplayConfig(
         consumer=ConsumerConfig(
             data_dir=data_dir,
-            connection=KafkaConnection(bootstrap_servers=bootstrap),
+            # Replay lists the end offsets of every partition in one request; at 1,000
+            # topics the loaded 2-core broker took longer than the 30 s default.
+            connection=KafkaConnection(bootstrap_servers=bootstrap, request_timeout_ms=120_000),
             topic_prefix=topic_prefix,
             dead_letter_topic=f"{topic_prefix}-deadletter",
         ),
