@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import os
 import random
 import resource
@@ -42,7 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench.codec import make_pod, pod_delta
 from bench.kafkadisk import topic_bytes
 from bench.report import Machine, Progress, Report, emit, json_option
-from consumers import Consumer, ConsumerConfig, tune_gc
+from consumers import Consumer, ConsumerConfig, ConsumerMode, tune_gc
 from consumers.config import DEFAULT_BATCH_MAX_RECORDS
 from consumers.source import consumer_kwargs, list_partitions
 from deltas import BodyEncoding, encode, partition_for, topic_for
@@ -59,6 +60,9 @@ class ConsumeBenchConfig:
     compression: str = "lz4"  #: producer batch compression: lz4, zstd, gzip or none
     batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS  #: the consumer's records per pass
     history_retention_s: int = 3600  #: the store's default (creates write no history anyway)
+    #: Also run this many shard-mode consumers (one consumer group, a store each) side by
+    #: side and report their combined rate; 1 = only the single replica-mode consumer.
+    shards: int = 1
     seed: int = 1  #: reproducible Pods
     topic_prefix: str = ""  #: reuse the topics of a kept run; "" = fresh topics
     keep_topics: bool = False  #: leave the topics on the broker (to rerun with --topic-prefix)
@@ -91,6 +95,11 @@ async def produce_pods(config: ConsumeBenchConfig, bootstrap: str, prefix: str) 
         compression_type=None if config.compression == "none" else config.compression,
     )
     await producer.start()
+    # Fresh topics answer NotLeaderForPartition for a moment; aiokafka retries and warns
+    # once per partition. The retries are harmless, the warnings would bury the report.
+    sender_log = logging.getLogger("aiokafka.producer.sender")
+    level = sender_log.level
+    sender_log.setLevel(logging.ERROR)
     rng = random.Random(config.seed)
     now_ms = int(time.time() * 1000)
     try:
@@ -120,6 +129,7 @@ async def produce_pods(config: ConsumeBenchConfig, bootstrap: str, prefix: str) 
             bar.advance(len(pending))
     finally:
         await producer.stop()
+        sender_log.setLevel(level)
 
 
 async def count_records(bootstrap: str, prefix: str) -> dict[tuple[str, int], int]:
@@ -153,8 +163,11 @@ async def delete_topics(bootstrap: str, topics: list[str]) -> None:
 
 
 def child_config(args: dict[str, Any]) -> ConsumerConfig:
+    group = args.get("group")
     return ConsumerConfig(
         data_dir=Path(args["store"]),
+        mode=ConsumerMode.SHARD if group else ConsumerMode.REPLICA,
+        group_id=group,
         connection=KafkaConnection(args["bootstrap"]),
         topic_prefix=args["prefix"],
         dead_letter_topic=args["prefix"] + "-deadletter",
@@ -244,6 +257,47 @@ async def consume_child(args: dict[str, Any]) -> dict[str, float]:
         view.close()
 
 
+async def shard_child(args: dict[str, Any]) -> dict[str, float]:
+    """One member of a consumer group: wait until the group has split the partitions
+    (so nothing is consumed twice by a member that then hands it over), then consume
+    the member's partitions to the end offsets seen then."""
+    # Readiness is re-checked every lag_refresh_s: often, so the clock stops on time.
+    config = replace(child_config(args), lag_refresh_s=0.05)
+    fair_share = -(-args["partitions"] // args["shards"])
+    options = StoreOptions(
+        topic_prefix=args["prefix"], history_retention_s=args["history_retention_s"]
+    )
+    view = View.open(config.data_dir, options)
+    try:
+        consumer = Consumer(config, view)
+        await consumer.start()
+        try:
+            stable_since, last = time.monotonic(), frozenset[Any]()
+            while True:
+                owned = consumer.source.assigned
+                if owned != last:
+                    stable_since, last = time.monotonic(), owned
+                if 0 < len(owned) <= fair_share and time.monotonic() - stable_since > 1.0:
+                    break
+                await asyncio.sleep(0.05)
+            started, cpu_started = time.time(), time.process_time()
+            while not consumer.ready:
+                await consumer.run_pass()
+            ended, cpu_s = time.time(), time.process_time() - cpu_started
+        finally:
+            await consumer.close()
+        return {
+            "records": consumer.totals.records,
+            "partitions": len(last),
+            "started": started,
+            "ended": ended,
+            "cpu_s": cpu_s,
+            "rss_peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        }
+    finally:
+        view.close()
+
+
 def child_main() -> None:
     """Entry point of the child processes: ``<mode> <json args>`` in, JSON result out."""
     mode, raw = sys.argv[1], sys.argv[2]
@@ -253,24 +307,41 @@ def child_main() -> None:
         result = asyncio.run(baseline_child(args))
     elif mode == "consume":
         result = asyncio.run(consume_child(args))
+    elif mode == "shard":
+        result = asyncio.run(shard_child(args))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     print(json.dumps(result), flush=True)
 
 
 def run_child(mode: str, args: dict[str, Any]) -> dict[str, float]:
-    command = [
-        sys.executable,
-        "-c",
-        "from bench.consume import child_main; child_main()",
-        mode,
-        json.dumps(args),
+    return run_children(mode, [args])[0]
+
+
+def run_children(mode: str, many: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Run one child per args side by side; their JSON results, in order."""
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from bench.consume import child_main; child_main()",
+                mode,
+                json.dumps(args),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in many
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise click.ClickException(f"{mode} child failed:\n{done.stderr[-4000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    results = []
+    for process in processes:
+        out, err = process.communicate()
+        if process.returncode != 0:
+            raise click.ClickException(f"{mode} child failed:\n{err[-4000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -309,6 +380,23 @@ def run(config: ConsumeBenchConfig) -> Report:
         baseline = run_child("baseline", args)
         click.echo("consume: the consumer into a fresh store ...", err=True)
         ours = run_child("consume", args)
+        shards: list[dict[str, float]] = []
+        if config.shards > 1:
+            click.echo(f"shards: {config.shards} shard-mode consumers ...", err=True)
+            group = prefix + "-bench-group"
+            shards = run_children(
+                "shard",
+                [
+                    {
+                        **args,
+                        "store": str(tmp / f"shard-{i}"),
+                        "group": group,
+                        "shards": config.shards,
+                        "partitions": len(ends),
+                    }
+                    for i in range(config.shards)
+                ],
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if not config.keep_topics:
@@ -343,6 +431,14 @@ def run(config: ConsumeBenchConfig) -> Report:
         "rejected": int(ours["rejected"]),
         "load_avg_1m": os.getloadavg()[0],
     }
+    if shards:
+        span = max(r["ended"] for r in shards) - min(r["started"] for r in shards)
+        shard_records = sum(r["records"] for r in shards)
+        metrics["shards"] = len(shards)
+        metrics["shard_records"] = int(shard_records)
+        metrics["shard_deltas_per_s"] = shard_records / span
+        metrics["shard_speedup"] = metrics["shard_deltas_per_s"] / rate
+        metrics["shard_rss_mb_max"] = max(r["rss_peak_bytes"] for r in shards) / 2**20
     params: dict[str, str | int | float | bool | None] = {
         k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
     }
@@ -392,6 +488,13 @@ _DEFAULTS = ConsumeBenchConfig()
     type=click.IntRange(min=0),
     default=_DEFAULTS.history_retention_s,
     show_default=True,
+)
+@click.option(
+    "--shards",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.shards,
+    show_default=True,
+    help="Also run N shard-mode consumers (one group) side by side.",
 )
 @click.option("--topic-prefix", default="", help="Reuse the topics of a --keep-topics run.")
 @click.option("--keep-topics", is_flag=True, default=False, help="Do not delete the topics.")

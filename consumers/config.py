@@ -47,12 +47,14 @@ class ConsumerConfig:
     batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS
     #: Most value bytes in one WriteBatch; a pass splits a larger fetch into several commits.
     batch_max_bytes: int = 64 * MIB
-    #: Most bytes one fetch response may carry (all partitions): large for throughput,
-    #: bounded because aiokafka buffers whole responses (compressed) until consumed.
-    fetch_max_bytes: int = 32 * MIB
-    #: Most bytes per partition per fetch; the largest record (brokers still return one
-    #: larger batch whole, so this is about memory, not about records getting stuck).
-    max_partition_fetch_bytes: int = MAX_RECORD_BYTES
+    #: Most bytes one fetch response may carry (all partitions together).
+    fetch_max_bytes: int = 16 * MIB
+    #: Most bytes per partition per fetch. aiokafka keeps a fetched response per partition
+    #: until it is consumed, so while catching up it buffers up to
+    #: partitions x this (compressed): 128 partitions x 8 MiB took a 1M-record catch-up to
+    #: 700 MB RSS, 512 KiB kept it under 400 MB and was faster. A record batch larger than
+    #: this still arrives whole (brokers return the first batch of a partition regardless).
+    max_partition_fetch_bytes: int = 512 * 1024
     #: How long getmany waits for data when the prefetch buffer is empty.
     getmany_timeout_ms: int = 500
     #: How often the topic list is refreshed, so a new cluster's topic is picked up
@@ -70,6 +72,10 @@ class ConsumerConfig:
     #: Seconds between refreshes of lag, readiness and the stored offsets it reads
     #: (no broker round trip: high watermarks come with every fetch response).
     lag_refresh_s: float = 1.0
+    #: Seconds between glibc ``malloc_trim`` calls (0: never). Batches of ~2.5 KB values
+    #: and RocksDB memtables churn the C heap; trimming returns the freed pages
+    #: (measured at 1M records: peak RSS 412 -> 375 MB). No effect without glibc.
+    malloc_trim_interval_s: float = 2.0
     backoff: Backoff = field(default_factory=Backoff)  #: retry delays of the run loop
     #: Largest record value accepted from or sent to Kafka.
     max_record_bytes: int = MAX_RECORD_BYTES

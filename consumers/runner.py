@@ -20,6 +20,7 @@ from consumers.deadletter import DeadLetterSink
 from consumers.metrics import ConsumerMetrics
 from consumers.progress import CatchUp, Partition, lag_by_cluster
 from consumers.source import TopicSource
+from consumers.tuning import malloc_trimmer
 from deltas.errors import KubedeltaError
 from plumbing.health import HealthServer, HealthServerConfig
 from store import View
@@ -60,6 +61,8 @@ class Consumer:
         self.catch_up = CatchUp()
         self._cluster_of = _ClusterNames(config.topic_prefix)
         self._next_status_at = 0.0
+        self._trim = malloc_trimmer() if config.malloc_trim_interval_s > 0 else None
+        self._next_trim_at = 0.0
         self._health: HealthServer | None = None
         self.totals = BatchOutcome()  #: everything committed since start
 
@@ -131,6 +134,7 @@ class Consumer:
             self._add_totals(outcome)
         status_started = time.thread_time()
         await self._refresh_status()
+        self._maybe_trim()
         cpu.other_s += time.thread_time() - status_started
         return outcome
 
@@ -144,6 +148,14 @@ class Consumer:
         t.offsets.update(outcome.offsets)
         if outcome.verdicts:
             t.verdicts = outcome.verdicts[-1:]
+
+    def _maybe_trim(self) -> None:
+        if self._trim is None:
+            return
+        now = time.monotonic()
+        if now >= self._next_trim_at:
+            self._next_trim_at = now + self.config.malloc_trim_interval_s
+            self._trim()
 
     def _forget(self, partitions: set[Partition]) -> None:
         """Shard mode: drop the data of partitions another member now owns."""

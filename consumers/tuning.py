@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
+from collections.abc import Callable
 
 
 def tune_gc() -> None:
@@ -15,3 +18,16 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+def malloc_trimmer() -> Callable[[], object] | None:
+    """glibc's ``malloc_trim(0)``: give the free pages of the C heap back to the OS.
+    None where there is no glibc (the consumer then simply does not trim)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return lambda: trim(0)

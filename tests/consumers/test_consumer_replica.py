@@ -89,3 +89,22 @@ async def test_a_consumer_started_before_any_cluster_topic_waits_and_stops_on_re
         await produce(kafka_bootstrap, [log.upsert("alpha", i) for i in range(50)])
         await live.until_offsets(await end_offsets(kafka_bootstrap, [alpha]))
     assert live.task is None  # shutdown returned: the loop saw the stop request
+
+
+async def test_a_record_larger_than_the_partition_fetch_size_is_consumed(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+    alpha = topic_for("alpha", prefix)
+    await create_topics(kafka_bootstrap, [alpha], partitions=1)
+    log = LogBuilder(prefix, 1)
+    # ~3 MB body: 6x max_partition_fetch_bytes (512 KiB); etcd objects reach ~1.5 MiB.
+    records = [log.upsert("alpha", 0), log.upsert("alpha", 1, pad=3_000_000)]
+    await produce(kafka_bootstrap, [*records, log.upsert("alpha", 2)])
+    cfg = config(tmp_path / "v", kafka_bootstrap, prefix)
+    assert cfg.max_partition_fetch_bytes < 3_000_000
+    async with Running(cfg) as live:
+        await live.until_offsets(await end_offsets(kafka_bootstrap, [alpha]))
+        body = live.view.get("alpha", "", "Pod", "ns-1", "pod-1")
+        assert body is not None and len(body) > 3_000_000
+        assert live.view.count() == 3
