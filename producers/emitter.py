@@ -10,6 +10,9 @@ import secrets
 import time
 from typing import Any, Protocol
 
+import msgspec
+import orjson
+
 from deltas import ResourceKey, identity_bytes, partition_for
 from deltas.codec import UpsertEncoder
 from producers.config import StripConfig
@@ -17,7 +20,16 @@ from producers.kinds import KindRef, NamespaceFilter
 from producers.ledger import KindLedger
 from producers.metrics import KindMetrics
 from producers.records import OutRecord, RecordFactory
-from producers.strip import KindStripper, body_of, fingerprint_of_body, resource_version_of
+from producers.shape import KindShaper
+from producers.strip import fingerprint_of_body
+
+#: An object as served: its raw JSON (a LIST item, a WATCH event's object), or a
+#: dict (tests, and callers that already hold one: it is serialized first).
+ServedObject = bytes | msgspec.Raw | dict[str, Any]
+
+
+def _raw(obj: ServedObject) -> bytes | msgspec.Raw:
+    return orjson.dumps(obj) if isinstance(obj, dict) else obj
 
 
 class RecordSink(Protocol):
@@ -44,7 +56,7 @@ class KindEmitter:
         self._metrics = metrics
         self._partitions = factory.partitions
         self._relist_id = ""
-        self._stripper = KindStripper(ref.group, ref.version, ref.kind, strip)
+        self._shaper = KindShaper(ref.group, ref.version, ref.kind, strip)
         self._encoder: UpsertEncoder | None = None  #: made at the first upsert
         #: LIST items sent / found unchanged since the metrics were last updated: a
         #: relist counts them per page, not per object (a labelled Counter takes a lock).
@@ -64,7 +76,7 @@ class KindEmitter:
             self._sink.submit(record)
         return self._relist_id
 
-    def listed(self, obj: dict[str, Any], observed: float) -> None:
+    def listed(self, obj: ServedObject, observed: float) -> None:
         """One LIST item (the reflector counts them per page, and calls
         ``flush_counts`` after each page)."""
         sent = self._upsert(obj, observed)
@@ -101,19 +113,20 @@ class KindEmitter:
 
     # -- watch events ----------------------------------------------------------------
 
-    def event(self, event_type: str, obj: dict[str, Any], observed: float) -> None:
+    def event(self, event_type: str, obj: ServedObject, observed: float) -> None:
         if event_type == "DELETED":
             self._metrics.deleted.inc()
-            meta = obj.get("metadata") or {}
-            namespace = str(meta.get("namespace") or "")
-            key = identity_bytes(
-                self.ref.group, self.ref.kind, namespace, str(meta.get("name", ""))
+            opened = self._shaper.open(_raw(obj))
+            key = (
+                identity_bytes(self.ref.group, self.ref.kind, opened.namespace, opened.name)
+                if opened is not None
+                else None
             )
-            entry = self.ledger.get(key)
-            if entry is None:
+            entry = self.ledger.get(key) if key is not None else None
+            if opened is None or key is None or entry is None:
                 self._metrics.unknown_delete.inc()
                 return
-            self._send_delete(key, str(meta.get("uid") or ""), resource_version_of(obj), observed)
+            self._send_delete(key, opened.text("uid"), opened.resource_version(), observed)
             self._metrics.objects.set(len(self.ledger))
             return
         if event_type == "ADDED":
@@ -137,33 +150,24 @@ class KindEmitter:
 
     # -- internals -------------------------------------------------------------------
 
-    def _upsert(self, obj: dict[str, Any], observed: float) -> bool | None:
+    def _upsert(self, obj: ServedObject, observed: float) -> bool | None:
         """Send ``obj`` unless the topic already has its content: True sent, False
-        unchanged, None not sent for another reason (no name, filtered namespace).
+        unchanged, None not sent for another reason (not keyable, filtered namespace).
 
         The initial sync runs this for every object of the cluster: keep it lean."""
-        meta = obj.get("metadata")
-        if not isinstance(meta, dict):
+        shaper = self._shaper
+        opened = shaper.open(_raw(obj))
+        if opened is None:
             return None  # not an object we can key
-        name = meta.get("name")
-        if not name:
-            return None
-        namespace = meta.get("namespace") or ""
-        if type(namespace) is not str:
-            namespace = str(namespace)
-        if type(name) is not str:
-            name = str(name)
+        namespace, name = opened.namespace, opened.name
         if namespace and not self._namespaces.allows(namespace):
             self._metrics.filtered.inc()
             return None
         ref = self.ref
         key_bytes = identity_bytes(ref.group, ref.kind, namespace, name)
-        self._stripper.strip(obj)
-        body = body_of(obj)
-        rv = meta.get("resourceVersion")
-        if type(rv) is not str:
-            rv = resource_version_of(obj)
-        fp = fingerprint_of_body(body, rv)
+        shaped = shaper.finish(opened)
+        rv = shaped.resource_version
+        fp = fingerprint_of_body(shaped.body, rv)
         ledger = self.ledger
         if ledger.unchanged(key_bytes, fp):
             return False
@@ -177,10 +181,13 @@ class KindEmitter:
             name,
             key_bytes,
             partition,
-            meta,
-            body,
-            fp,
+            shaped.uid,
             rv,
+            shaped.labels,
+            shaped.owners,
+            shaped.app,
+            shaped.body,
+            fp,
             observed,
             ref.label,
         )

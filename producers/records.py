@@ -54,9 +54,12 @@ def index_fields(meta: Mapping[str, Any]) -> tuple[dict[str, str], tuple[str, ..
     labels = meta.get("labels")
     if not labels:
         labels = {}
-    elif type(labels) is not dict or not all(
-        type(k) is str and type(v) is str for k, v in labels.items()
-    ):
+    elif type(labels) is dict:
+        for k, v in labels.items():
+            if type(k) is not str or type(v) is not str:
+                labels = labels_of({"metadata": meta})
+                break
+    else:
         labels = labels_of({"metadata": meta})
     refs = meta.get("ownerReferences")
     owners = tuple(str(o.get("uid", "")) for o in refs if o.get("uid")) if refs else ()
@@ -108,16 +111,22 @@ class RecordFactory:
         observed: float,
         kind_label: str,
     ) -> OutRecord:
+        """The UPSERT of a (stripped) object given as a dict."""
+        meta = obj.get("metadata") or {}
+        labels, owners, app = index_fields(meta)
         return self.upsert_of(
             self.upsert_encoder(key.group, key.version, key.kind),
             key.namespace,
             key.name,
             key_bytes,
             partition,
-            obj.get("metadata") or {},
+            str(meta.get("uid") or ""),
+            resource_version,
+            labels,
+            owners,
+            app,
             body,
             fingerprint,
-            resource_version,
             observed,
             kind_label,
         )
@@ -129,21 +138,23 @@ class RecordFactory:
         name: str,
         key_bytes: bytes,
         partition: int,
-        meta: Mapping[str, Any],
+        uid: str,
+        resource_version: str,
+        labels: dict[str, str],
+        owners: tuple[str, ...],
+        app: str,
         body: bytes,
         fingerprint: bytes,
-        resource_version: str,
         observed: float,
         kind_label: str,
     ) -> OutRecord:
-        """The UPSERT of an object of ``encoder``'s kind, given its (stripped) metadata."""
-        labels, owners, app = index_fields(meta)
+        """The UPSERT of an object of ``encoder``'s kind, its header fields lifted."""
         self._seq += 1
         seq = self._seq
         value = encoder.upsert(
             namespace,
             name,
-            str(meta.get("uid") or ""),
+            uid,
             resource_version,
             seq,
             time.time_ns() // 1_000_000,

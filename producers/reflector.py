@@ -21,18 +21,34 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
+import msgspec
 
 from deltas.errors import KubedeltaError
 from producers.apiclient import KubeApi, WatchIdleError, error_of_event
 from producers.config import WatchConfig
 from producers.emitter import KindEmitter
-from producers.errors import ApiThrottledError, ResourceGoneError
+from producers.errors import ApiThrottledError, ApiUnavailableError, ResourceGoneError
 from producers.metrics import ProducerMetrics
+from producers.shape import decoded, resource_version_of_raw
 from producers.sink import KafkaSink
-from producers.strip import resource_version_of
 
 log = logging.getLogger(__name__)
+
+
+class _ListPage(msgspec.Struct):
+    """A LIST response: its items stay raw JSON until the emitter shapes them."""
+
+    items: list[msgspec.Raw] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class _WatchEvent(msgspec.Struct):
+    type: Any = None
+    object: msgspec.Raw = msgspec.Raw(b"null")  # msgspec takes no Raw in a union
+
+
+_LIST_PAGE = msgspec.json.Decoder(_ListPage)
+_WATCH_EVENT = msgspec.json.Decoder(_WatchEvent)
 
 
 class Reflector:
@@ -131,24 +147,21 @@ class Reflector:
                     params["continue"] = token
                 raw = await api.get_bytes(path, params, self._config.request_timeout_s)
                 observed = time.monotonic()
-                doc = orjson.loads(raw)
-                del raw
-                items = doc.get("items")
-                if not isinstance(items, list):
-                    items = []
+                try:
+                    page = _LIST_PAGE.decode(raw)
+                except msgspec.DecodeError as exc:
+                    raise ApiUnavailableError(f"LIST {path} returned no list: {exc}") from exc
+                items = page.items or []
                 emitter.count_listed(len(items))
-                for index in range(len(items)):
+                for item in items:
                     if not sink.has_room():
                         await sink.wait_for_room()
-                    emitter.listed(items[index], observed)
-                    # Free each object right after use, while it is still in the CPU
-                    # cache: freeing the whole page at the end cost ~25 % more CPU.
-                    items[index] = None
+                    emitter.listed(item, observed)
                 emitter.flush_counts()
-                meta = doc.get("metadata") or {}
+                meta = page.metadata or {}
                 token = str(meta.get("continue") or "")
                 rv = str(meta.get("resourceVersion") or "")
-                del doc
+                del page, items, raw
                 if not token:
                     break
             end_seq = emitter.end_relist()
@@ -175,14 +188,20 @@ class Reflector:
             self.ref.collection_path(), params, config.idle_timeout_s, config.request_timeout_s
         ):
             observed = time.monotonic()
-            event: dict[str, Any] = orjson.loads(line)
-            kind = event.get("type")
-            obj = event.get("object")
-            if not isinstance(obj, dict):
-                continue
+            try:
+                event = _WATCH_EVENT.decode(line)
+            except msgspec.DecodeError as exc:
+                raise ApiUnavailableError(f"watch event is not an event: {exc}") from exc
+            kind = event.type
+            obj = event.object
+            if bytes(memoryview(obj)[:1]) != b"{":
+                continue  # not an object (msgspec skips the whitespace before it)
             if kind == "ERROR":
-                raise error_of_event(obj)
-            rv = resource_version_of(obj)
+                status = decoded(obj)
+                if isinstance(status, dict):
+                    raise error_of_event(status)
+                continue
+            rv = resource_version_of_raw(obj)
             if kind != "BOOKMARK":
                 if not sink.has_room():
                     await sink.wait_for_room()

@@ -1,9 +1,11 @@
-"""Turn a served Kubernetes object into what is sent: noise and Secret data removed,
-a content fingerprint, and the body bytes. Pure code.
+"""What is removed from a served Kubernetes object before it is sent (noise, Secret
+data), on a parsed object, and the content fingerprint. Pure code.
 
-The fingerprint ignores ``metadata.resourceVersion``: an update that changes only
-the resourceVersion, or only stripped fields, has the same fingerprint and is not
-sent. Bodies are JSON with sorted keys, so equal objects give equal bytes.
+``strip_object`` is the reference: the producer itself shapes raw JSON
+(``producers.shape``), which parses only the parts this changes and gives the same
+object. The fingerprint ignores ``metadata.resourceVersion``: an update that
+changes only the resourceVersion, or only stripped fields, has the same
+fingerprint and is not sent.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class KindStripper:
         if self._secret:
             redact_secret(obj, self._hash_key)
         elif self._node:
-            _strip_node_heartbeats(obj)
+            strip_node_heartbeats(obj)
         return obj
 
 
@@ -107,7 +109,7 @@ def secret_content_hash(data: dict[str, Any], string_data: dict[str, Any], hash_
     return h.hexdigest()
 
 
-def _strip_node_heartbeats(obj: dict[str, Any]) -> None:
+def strip_node_heartbeats(obj: dict[str, Any]) -> None:
     status = obj.get("status")
     if not isinstance(status, dict):
         return
@@ -126,7 +128,8 @@ def resource_version_of(obj: dict[str, Any]) -> str:
 
 
 def body_of(obj: dict[str, Any]) -> bytes:
-    """The body bytes sent: sorted-key JSON (``BodyEncoding.JSON``), stored as-is downstream."""
+    """Sorted-key JSON of a whole parsed object (benchmarks and tests; the producer's
+    bodies come from ``producers.shape``: top level and metadata sorted)."""
     return orjson.dumps(obj, option=_SORT)
 
 
@@ -134,15 +137,21 @@ def fingerprint_of_body(body: bytes, resource_version: str) -> bytes:
     """8-byte BLAKE2b of ``body`` with its own ``"resourceVersion":"<rv>"`` member cut out.
 
     Works on bytes, so the producer serializes each object once and a restarted
-    producer can fingerprint bodies it reads back without parsing them. The body
-    is sorted-key JSON, so metadata's resourceVersion follows at least ``name``
+    producer can fingerprint bodies it reads back without parsing them. Bodies
+    have metadata's keys sorted, so its resourceVersion follows at least ``name``
     and the member is always preceded by a comma. Only the first occurrence of
     exactly this member with exactly this value is cut: another field would have
     to hold the object's own, current resourceVersion to be affected.
     """
     if resource_version:
         member = b',"resourceVersion":' + orjson.dumps(resource_version)
-        body = body.replace(member, b"", 1)
+        cut = body.find(member)
+        if cut >= 0:
+            # Hash the two sides of the member, not a copy of the body without it.
+            view = memoryview(body)
+            h = hashlib.blake2b(view[:cut], digest_size=FINGERPRINT_SIZE)
+            h.update(view[cut + len(member) :])
+            return h.digest()
     return hashlib.blake2b(body, digest_size=FINGERPRINT_SIZE).digest()
 
 
