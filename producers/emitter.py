@@ -20,7 +20,7 @@ from producers.kinds import KindRef, NamespaceFilter
 from producers.ledger import KindLedger
 from producers.metrics import KindMetrics
 from producers.records import OutRecord, RecordFactory
-from producers.shape import KindShaper
+from producers.shape import KindShaper, Opened, resource_version_of_raw
 from producers.strip import fingerprint_of_body
 
 #: An object as served: its raw JSON (a LIST item, a WATCH event's object), or a
@@ -79,7 +79,8 @@ class KindEmitter:
     def listed(self, obj: ServedObject, observed: float) -> None:
         """One LIST item (the reflector counts them per page, and calls
         ``flush_counts`` after each page)."""
-        sent = self._upsert(obj, observed)
+        opened = self._shaper.open(_raw(obj))
+        sent = None if opened is None else self._upsert(opened, observed)
         if sent:
             self._listed_sent += 1
         elif sent is not None:
@@ -113,10 +114,14 @@ class KindEmitter:
 
     # -- watch events ----------------------------------------------------------------
 
-    def event(self, event_type: str, obj: ServedObject, observed: float) -> None:
+    def event(self, event_type: str, obj: ServedObject, observed: float) -> str:
+        """One WATCH event (ADDED, MODIFIED, DELETED); returns the object's
+        resourceVersion ("" if it has none), where the watch resumes."""
+        raw = _raw(obj)
+        opened = self._shaper.open(raw)
+        rv = resource_version_of_raw(raw) if opened is None else opened.resource_version()
         if event_type == "DELETED":
             self._metrics.deleted.inc()
-            opened = self._shaper.open(_raw(obj))
             key = (
                 identity_bytes(self.ref.group, self.ref.kind, opened.namespace, opened.name)
                 if opened is not None
@@ -125,19 +130,20 @@ class KindEmitter:
             entry = self.ledger.get(key) if key is not None else None
             if opened is None or key is None or entry is None:
                 self._metrics.unknown_delete.inc()
-                return
-            self._send_delete(key, opened.text("uid"), opened.resource_version(), observed)
+                return rv
+            self._send_delete(key, opened.text("uid"), rv, observed)
             self._metrics.objects.set(len(self.ledger))
-            return
+            return rv
         if event_type == "ADDED":
             self._metrics.added.inc()
         else:
             self._metrics.modified.inc()
-        sent = self._upsert(obj, observed)
+        sent = None if opened is None else self._upsert(opened, observed)
         if sent:
             self._metrics.sent_upsert.inc()
         elif sent is not None:
             self._metrics.unchanged.inc()
+        return rv
 
     def forget_all(self) -> int:
         """The kind left the cluster (CRD removed): delete every object it had."""
@@ -150,22 +156,18 @@ class KindEmitter:
 
     # -- internals -------------------------------------------------------------------
 
-    def _upsert(self, obj: ServedObject, observed: float) -> bool | None:
-        """Send ``obj`` unless the topic already has its content: True sent, False
-        unchanged, None not sent for another reason (not keyable, filtered namespace).
+    def _upsert(self, opened: Opened, observed: float) -> bool | None:
+        """Send the object unless the topic already has its content: True sent, False
+        unchanged, None not sent for another reason (filtered namespace).
 
         The initial sync runs this for every object of the cluster: keep it lean."""
-        shaper = self._shaper
-        opened = shaper.open(_raw(obj))
-        if opened is None:
-            return None  # not an object we can key
         namespace, name = opened.namespace, opened.name
         if namespace and not self._namespaces.allows(namespace):
             self._metrics.filtered.inc()
             return None
         ref = self.ref
         key_bytes = identity_bytes(ref.group, ref.kind, namespace, name)
-        shaped = shaper.finish(opened)
+        shaped = self._shaper.finish(opened)
         rv = shaped.resource_version
         fp = fingerprint_of_body(shaped.body, rv)
         ledger = self.ledger

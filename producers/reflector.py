@@ -201,10 +201,11 @@ class Reflector:
                 if isinstance(status, dict):
                     raise error_of_event(status)
                 continue
-            rv = resource_version_of_raw(obj)
-            if kind != "BOOKMARK":
+            if kind == "BOOKMARK":
+                rv = resource_version_of_raw(obj)
+            else:
                 if not sink.has_room():
                     await sink.wait_for_room()
-                emitter.event(str(kind), obj, observed)
+                rv = emitter.event(str(kind), obj, observed)
             if rv:
                 self.resume_rv = rv
