@@ -19,15 +19,40 @@ from consumers import ConsumerConfig, ConsumerMode
 from consumers.runner import Consumer
 from consumers.source import list_partitions
 from deltas import BodyEncoding, Delta, Op, ResourceKey, encode, partition_for, topic_for
-from plumbing.kafka import KafkaConnection, TopicSpec, ensure_topics
+from plumbing.kafka import KafkaConnection, TopicSpec, admin_client, ensure_topics
 from store import StoreOptions, View, ViewReads
 
 SESSION = "test-session"
 
 
+#: Prefixes handed out since the last cleanup (tests/consumers/conftest.py deletes
+#: their topics after each test).
+_PREFIXES: list[str] = []
+
+
 def unique_prefix() -> str:
     """A topic prefix no other test (or run) uses: the broker is shared."""
-    return f"kdtest-{uuid.uuid4().hex[:10]}.cluster"
+    prefix = f"kdtest-{uuid.uuid4().hex[:10]}.cluster"
+    _PREFIXES.append(prefix)
+    return prefix
+
+
+def take_prefixes() -> list[str]:
+    taken = list(_PREFIXES)
+    _PREFIXES.clear()
+    return taken
+
+
+async def delete_topics_with(bootstrap: str, prefixes: Sequence[str]) -> None:
+    """Delete the cluster and dead-letter topics of these prefixes (best effort)."""
+    admin = admin_client(KafkaConnection(bootstrap))
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
 
 
 def pod(cluster: str, index: int, version: int = 1, *, seq: int = 0, pad: int = 120) -> Delta:
