@@ -443,6 +443,7 @@ def run(config: ConsumeBenchConfig) -> Report:
         k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
     }
     params["topic_prefix"] = prefix
+    params["resources"] = records  # what the topics hold (a reused prefix ignores --resources)
     return Report("consume", params, metrics, Machine.current())
 
 
