@@ -25,7 +25,13 @@ from consumers.apply import BatchApplier, BatchOutcome
 from consumers.config import ConsumerConfig
 from consumers.errors import ConsumerConfigError, ReplayTargetError
 from consumers.metrics import ConsumerMetrics
-from consumers.source import consumer_kwargs, kafka_failure, list_partitions, to_source_records
+from consumers.source import (
+    consumer_kwargs,
+    kafka_failure,
+    list_partitions,
+    offsets_in_chunks,
+    to_source_records,
+)
 from deltas.errors import DeltaFormatError
 from deltas.keys import cluster_from_topic, topic_for, topic_pattern
 from store import StoreOptions, View
@@ -179,12 +185,15 @@ class Replayer:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(partitions[t])]
         if not tps:
             return {}
-        begins = await consumer.beginning_offsets(tps)
-        ends = await consumer.end_offsets(tps)
+        begins = await offsets_in_chunks(lambda c: consumer.beginning_offsets(c), tps)
+        ends = await offsets_in_chunks(lambda c: consumer.end_offsets(c), tps)
         stops = dict(ends)
         if self._config.until_ms is not None:
             # First record strictly after `until`: everything before it is kept.
-            found = await consumer.offsets_for_times({tp: self._config.until_ms + 1 for tp in tps})
+            after = self._config.until_ms + 1
+            found = await offsets_in_chunks(
+                lambda c: consumer.offsets_for_times(dict.fromkeys(c, after)), tps
+            )
             for tp, hit in found.items():
                 if hit is not None:
                     stops[tp] = min(stops[tp], hit.offset)

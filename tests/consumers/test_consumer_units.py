@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiokafka import TopicPartition
 
 from consumers import ConsumerConfig, ConsumerConfigError, ConsumerMode
 from consumers.apply import chunks
 from consumers.progress import CatchUp, lag_by_cluster
+from consumers.source import offsets_in_chunks
 from store.records import SourceRecord
 
 
@@ -57,3 +59,17 @@ def test_config_rejects_what_cannot_work() -> None:
     with pytest.raises(ConsumerConfigError, match="getmany_timeout_ms"):
         ConsumerConfig(Path("v"), getmany_timeout_ms=-1)
     assert ConsumerConfig(Path("v"), mode=ConsumerMode.SHARD, group_id="g").group_id == "g"
+
+
+async def test_offsets_are_asked_in_chunks() -> None:
+    asked: list[int] = []
+
+    async def lookup(chunk: list[TopicPartition]) -> dict[TopicPartition, int]:
+        asked.append(len(chunk))
+        return {tp: tp.partition * 10 for tp in chunk}
+
+    tps = [TopicPartition("t", p) for p in range(450)]
+    found = await offsets_in_chunks(lookup, tps, chunk=200)
+    assert asked == [200, 200, 50]
+    assert found == {tp: tp.partition * 10 for tp in tps}
+    assert await offsets_in_chunks(lookup, []) == {}
