@@ -123,12 +123,11 @@ class KindEmitter:
         if event_type == "DELETED":
             self._metrics.deleted.inc()
             key = (
-                identity_bytes(self.ref.group, self.ref.kind, opened.namespace, opened.name)
-                if opened is not None
-                else None
+                None
+                if opened is None
+                else identity_bytes(self.ref.group, self.ref.kind, opened.namespace, opened.name)
             )
-            entry = self.ledger.get(key) if key is not None else None
-            if opened is None or key is None or entry is None:
+            if opened is None or key is None or key not in self.ledger:
                 self._metrics.unknown_delete.inc()
                 return rv
             self._send_delete(key, opened.text("uid"), rv, observed)
