@@ -45,14 +45,12 @@ from bench.procs import MIB, Components, interrupt_on_sigterm
 from bench.report import Machine, Report, emit, json_option
 from consumers import ConsumerConfig, ReplayConfig, Replayer
 from plumbing import broker
-from plumbing.kafka import KafkaConnection
+from plumbing.kafka import KafkaConnection, beginning_offsets, end_offsets
 from store import StoreOptions
 
 #: Fetch sizes as our consumer uses them (consumers/config.py), so the ceiling is fair.
 FETCH_MAX_BYTES = 64 * MIB
 MAX_PARTITION_FETCH_BYTES = 16 * MIB
-#: Partitions per ListOffsets request.
-OFFSETS_CHUNK = 200
 #: A baseline that sees no new record for this long while records remain gives up.
 STALL_TIMEOUT_S = 30.0
 
@@ -93,12 +91,8 @@ async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[T
 async def end_offsets_chunked(
     consumer: AIOKafkaConsumer, tps: list[TopicPartition]
 ) -> dict[TopicPartition, int]:
-    """End offsets asked OFFSETS_CHUNK partitions at a time: one ListOffsets for
-    thousands of partitions timed out on the loaded 2-core broker."""
-    ends: dict[TopicPartition, int] = {}
-    for start in range(0, len(tps), OFFSETS_CHUNK):
-        ends.update(await consumer.end_offsets(tps[start : start + OFFSETS_CHUNK]))
-    return ends
+    """End offsets of many partitions (topics tracked at once, then chunked lookups)."""
+    return await end_offsets(consumer, tps)
 
 
 async def list_cluster_topics(bootstrap: str, topic_prefix: str) -> list[str]:
@@ -116,9 +110,7 @@ async def topic_record_counts(bootstrap: str, topics: list[str]) -> int:
     await consumer.start()
     try:
         tps = await partitions_of(consumer, topics)
-        begins: dict[TopicPartition, int] = {}
-        for start in range(0, len(tps), OFFSETS_CHUNK):
-            begins.update(await consumer.beginning_offsets(tps[start : start + OFFSETS_CHUNK]))
+        begins = await beginning_offsets(consumer, tps)
         ends = await end_offsets_chunked(consumer, tps)
         return sum(ends[tp] - begins[tp] for tp in tps)
     finally:

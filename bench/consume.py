@@ -48,7 +48,7 @@ from consumers.config import DEFAULT_BATCH_MAX_RECORDS
 from consumers.source import consumer_kwargs, list_partitions
 from deltas import BodyEncoding, encode, partition_for, topic_for
 from plumbing import broker
-from plumbing.kafka import KafkaConnection, TopicSpec, admin_client, ensure_topics
+from plumbing.kafka import KafkaConnection, TopicSpec, admin_client, end_offsets, ensure_topics
 from store import StoreOptions, View
 
 
@@ -144,7 +144,7 @@ async def count_records(bootstrap: str, prefix: str) -> dict[tuple[str, int], in
             if t.startswith(prefix + ".")
             for p in parts
         ]
-        ends = await consumer.end_offsets(tps)
+        ends = await end_offsets(consumer, tps)
         return {(tp.topic, tp.partition): o for tp, o in ends.items()}
     finally:
         await consumer.stop()

@@ -21,6 +21,7 @@ from bench.queryclient import QueryClient
 from bench.report import Progress
 from bench.simclient import ObjectId, SimClient
 from bench.stats import compare_states
+from plumbing.kafka import track_topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ async def end_offsets_total(
     try:
         topics = sorted(t for t in await consumer.topics() if t.startswith(topic_prefix + "."))
         tps = await partitions_of(consumer, topics)
+        await track_topics(consumer, topics)
         total = 0
         for start in range(0, len(tps), chunk):
             ends = await consumer.end_offsets(tps[start : start + chunk])

@@ -29,11 +29,11 @@ from consumers.source import (
     consumer_kwargs,
     kafka_failure,
     list_partitions,
-    offsets_in_chunks,
     to_source_records,
 )
 from deltas.errors import DeltaFormatError
 from deltas.keys import cluster_from_topic, topic_for, topic_pattern
+from plumbing.kafka import beginning_offsets, end_offsets, offsets_in_chunks, track_topics
 from store import StoreOptions, View
 from store.records import SourceRecord
 
@@ -185,8 +185,9 @@ class Replayer:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(partitions[t])]
         if not tps:
             return {}
-        begins = await offsets_in_chunks(lambda c: consumer.beginning_offsets(c), tps)
-        ends = await offsets_in_chunks(lambda c: consumer.end_offsets(c), tps)
+        await track_topics(consumer, topics)
+        begins = await beginning_offsets(consumer, tps)
+        ends = await end_offsets(consumer, tps)
         stops = dict(ends)
         if self._config.until_ms is not None:
             # First record strictly after `until`: everything before it is kept.

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -39,6 +39,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from consumers.config import ConsumerConfig, ConsumerMode
 from consumers.errors import ConsumerError, KafkaFetchError
 from deltas.keys import topic_pattern
+from plumbing.kafka import end_offsets
 from store.records import SourceRecord
 
 Partition = tuple[str, int]
@@ -82,24 +83,6 @@ async def list_partitions(consumer: AIOKafkaConsumer) -> dict[str, set[int]]:
     """
     cluster = await consumer._client.fetch_all_metadata()
     return {t: set(cluster.partitions_for_topic(t) or ()) for t in cluster.topics()}
-
-
-#: Partitions per ListOffsets request. One request for thousands of partitions can
-#: outlast the request timeout on a loaded broker (seen: 1,000 partitions > 30 s).
-OFFSETS_CHUNK = 200
-
-
-async def offsets_in_chunks(
-    lookup: Callable[[list[TopicPartition]], Awaitable[Mapping[TopicPartition, Any]]],
-    partitions: Sequence[TopicPartition],
-    chunk: int = OFFSETS_CHUNK,
-) -> dict[TopicPartition, Any]:
-    """``lookup`` (end_offsets, beginning_offsets, ...) over ``partitions``, ``chunk`` at
-    a time, one request after the other."""
-    found: dict[TopicPartition, Any] = {}
-    for start in range(0, len(partitions), chunk):
-        found.update(await lookup(list(partitions[start : start + chunk])))
-    return found
 
 
 def kafka_failure(exc: KafkaError, what: str) -> ConsumerError | KafkaFetchError:
@@ -222,10 +205,7 @@ class TopicSource:
         if not tps:
             return {}
         try:
-            consumer = self.consumer
-            offsets: dict[TopicPartition, int] = await offsets_in_chunks(
-                lambda chunk: consumer.end_offsets(chunk), tps
-            )
+            offsets: dict[TopicPartition, int] = await end_offsets(self.consumer, tps)
         except KafkaError as exc:
             raise kafka_failure(exc, "listing end offsets failed") from exc
         return offsets

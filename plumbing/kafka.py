@@ -7,10 +7,11 @@ consumers and benchmarks ask it for client keyword arguments.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
@@ -119,3 +120,53 @@ def _topic_errors(response: Any) -> list[tuple[str, int, str]]:
         message = entry[2] if len(entry) > 2 and isinstance(entry[2], str) else ""
         out.append((name, int(code), message or ""))
     return out
+
+
+# -- offset lookups over many topics ---------------------------------------------------------
+
+#: Partitions per ListOffsets request: one request for thousands of partitions can
+#: outlast the request timeout on a loaded broker (seen: 1,000 partitions > 30 s).
+OFFSETS_CHUNK = 200
+
+
+async def track_topics(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> None:
+    """Learn the leaders of ``topics`` with one metadata request.
+
+    aiokafka's offset lookups discover an unknown topic one per attempt (one metadata
+    refresh plus a ``retry_backoff_ms`` pause each), so asking the offsets of 1,000 fresh
+    topics took well over 100 s and timed out. Tracking them all first costs one request.
+    """
+    client = consumer._client
+    known: set[str] = set(client._topics)
+    wanted = set(topics)
+    if wanted - known:
+        await client.set_topics(known | wanted)
+
+
+async def offsets_in_chunks(
+    lookup: Callable[[list[TopicPartition]], Awaitable[Mapping[TopicPartition, Any]]],
+    partitions: Sequence[TopicPartition],
+    chunk: int = OFFSETS_CHUNK,
+) -> dict[TopicPartition, Any]:
+    """``lookup`` (end_offsets, beginning_offsets, ...) over ``partitions``, ``chunk`` at
+    a time, one request after the other. Call :func:`track_topics` first."""
+    found: dict[TopicPartition, Any] = {}
+    for start in range(0, len(partitions), chunk):
+        found.update(await lookup(list(partitions[start : start + chunk])))
+    return found
+
+
+async def end_offsets(
+    consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """End offset of every partition: topics tracked in one request, then chunked lookups."""
+    await track_topics(consumer, {tp.topic for tp in partitions})
+    return await offsets_in_chunks(lambda c: consumer.end_offsets(c), partitions)
+
+
+async def beginning_offsets(
+    consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """First offset of every partition (see :func:`end_offsets`)."""
+    await track_topics(consumer, {tp.topic for tp in partitions})
+    return await offsets_in_chunks(lambda c: consumer.beginning_offsets(c), partitions)

@@ -10,7 +10,7 @@ from aiokafka import TopicPartition
 from consumers import ConsumerConfig, ConsumerConfigError, ConsumerMode
 from consumers.apply import chunks
 from consumers.progress import CatchUp, lag_by_cluster
-from consumers.source import offsets_in_chunks
+from plumbing.kafka import offsets_in_chunks
 from store.records import SourceRecord
 
 
