@@ -7,7 +7,7 @@ Three passes over the batch:
    id != topic's cluster, producer sequence going backwards, Kafka key != the
    record's identity, ...), convert MSGPACK bodies to JSON;
 2. **read** the stored meta of every object the batch touches with one multi-get
-   (never the bodies: history is written forward, see ``_upsert``);
+   (never the bodies: every version is written once, forward, see ``_upsert``);
 3. **apply** in log order against an overlay (object key -> meta as of this point
    of the batch), so several records for one key chain correctly; emit objects,
    index diffs, digest/count updates, history, change feed entries; run relist
@@ -112,12 +112,11 @@ class Planner:
         self.keep_history = opts.history_retention_s > 0
         self.history_cutoff = now_ms - opts.history_retention_s * 1000
         hd = handles.handles
-        self.h_objects = hd[L.CF_OBJECTS]
         self.h_objmeta = hd[L.CF_OBJMETA]
         self.h_label = hd[L.CF_IDX_LABEL]
         self.h_owner = hd[L.CF_IDX_OWNER]
         self.h_app = hd[L.CF_IDX_APP]
-        self.h_history = hd[L.CF_HISTORY]
+        self.h_versions = hd[L.CF_VERSIONS]
         self.h_expiry = hd[L.CF_HISTORY_EXPIRY]
         self.h_changes = hd[L.CF_CHANGES]
         self.h_meta = hd[L.CF_META]
@@ -334,13 +333,15 @@ class Planner:
             rs = self.st.relists.get(key, NO_RELIST)
         return rs
 
-    def _ended(self, objkey: bytes, old_meta: bytes, end_ms: int) -> None:
+    def _ended(self, objkey: bytes, old_meta: bytes, end_ms: int, new_key: bytes) -> None:
         """The version in ``old_meta`` stopped being current at ``end_ms``: it expires
-        ``history_retention_s`` after that (at once if that is already past)."""
-        fields = L.META.unpack_from(old_meta)
-        hkey = L.history_key(objkey, fields[6], fields[4])
-        if end_ms < self.history_cutoff:
-            self.batch.delete(hkey, self.h_history)
+        ``history_retention_s`` after that (at once if that is already past, or if no
+        history is kept). ``new_key`` is the version that replaces it (b"" for none)."""
+        hkey = L.version_key(objkey, old_meta)
+        if hkey == new_key:  # same start ms and offset (a repartitioned topic): overwritten
+            return
+        if not self.keep_history or end_ms < self.history_cutoff:
+            self.batch.delete(hkey, self.h_versions)
         else:
             self.batch.put(L.be64(end_ms) + hkey, b"", self.h_expiry)
 
@@ -383,7 +384,10 @@ class Planner:
             )
             + value[PREFIX_SIZE : h.body_offset]
         )
-        batch.put(objkey, body, self.h_objects)
+        # The version is written once, forward, keyed by its start: it is the current body
+        # now and becomes history when replaced, with no read of the old body ever.
+        vkey = L.history_key(objkey, h.event_time_ms, rec.offset)
+        batch.put(vkey, L.HIST.pack(L.HIST_VERSION, len(meta)) + meta + body, self.h_versions)
         batch.put(objkey, meta, self.h_objmeta)
         labels = h.labels
         owners = h.owners
@@ -444,16 +448,7 @@ class Planner:
                 d = self._digest(cluster, part)
                 d[0] += 1
                 d[1] = (d[1] + ih) & _MASK
-            if self.keep_history:
-                self._ended(objkey, old, h.event_time_ms)
-        if self.keep_history:
-            # History is written forward: every version goes to `history` when it is
-            # applied (one more put), so replacing it later needs no read of the old body.
-            self.batch.put(
-                L.history_key(objkey, h.event_time_ms, rec.offset),
-                L.HIST.pack(L.HIST_VERSION, len(meta)) + meta + body,
-                self.h_history,
-            )
+            self._ended(objkey, old, h.event_time_ms, vkey)
         overlay[objkey] = meta
         self.feed.append((_OP_UPSERT, h.event_time_ms, objkey, h.resource_version))
 
@@ -480,13 +475,12 @@ class Planner:
         _c, group, kind, _ns, _n = L.split_object_key(objkey)
         kk = (cluster, group, kind)
         self.kind_delta[kk] = self.kind_delta.get(kk, 0) - 1
-        if self.keep_history:
-            self._ended(objkey, old, event_ms)
-            if event_ms >= self.history_cutoff:  # "gone since event_ms", expiring with it
-                mark = L.history_key(objkey, event_ms, offset)
-                batch.put(mark, L.HIST.pack(L.HIST_DELETED, len(old)) + old, self.h_history)
-                batch.put(L.be64(event_ms) + mark, b"", self.h_expiry)
-        batch.delete(objkey, self.h_objects)
+        mark = L.history_key(objkey, event_ms, offset)
+        self._ended(objkey, old, event_ms, mark)
+        if self.keep_history and event_ms >= self.history_cutoff:
+            # "gone since event_ms", expiring with it
+            batch.put(mark, L.HIST.pack(L.HIST_DELETED, len(old)) + old, self.h_versions)
+            batch.put(L.be64(event_ms) + mark, b"", self.h_expiry)
         batch.delete(objkey, self.h_objmeta)
         self.overlay[objkey] = None
         self.feed.append((_OP_DELETE, event_ms, objkey, ""))
@@ -578,7 +572,7 @@ class Planner:
         for n, (key, _) in enumerate(expired):
             if key[:8] >= cutoff or n >= self.opts.history_prune_per_commit:
                 break
-            self.batch.delete(key[8:], self.h_history)
+            self.batch.delete(key[8:], self.h_versions)
             self.batch.delete(key, self.h_expiry)
             last = key
         if last is not None:

@@ -23,17 +23,19 @@ from store.errors import StoreError, StoreLockedError
 from store.layout import (
     ALL_CFS,
     CF_CHANGES,
-    CF_HISTORY,
     CF_META,
-    CF_OBJECTS,
     CF_OBJMETA,
+    CF_VERSIONS,
+    LAYOUT_1_CFS,
+    SCHEMA_VERSION,
 )
 from store.options import StoreOptions
 
-#: CFs read by point lookups (read-before-write, GET): they get a bloom filter.
-_POINT_LOOKUP_CFS = frozenset({CF_OBJECTS, CF_OBJMETA})
-#: CFs with large values: ZSTD in the bottommost level.
-_LARGE_CFS = frozenset({CF_OBJECTS, CF_HISTORY})
+#: CFs read by point lookups of keys that may be absent (read-before-write, GET): they
+#: get a bloom filter. ``versions`` is read by keys taken from objmeta: always present.
+_POINT_LOOKUP_CFS = frozenset({CF_OBJMETA})
+#: CFs with large values: ZSTD in the bottommost level, larger blocks.
+_LARGE_CFS = frozenset({CF_VERSIONS})
 
 
 def _cf_options(name: str, opts: StoreOptions, cache: Cache) -> Options:
@@ -46,10 +48,12 @@ def _cf_options(name: str, opts: StoreOptions, cache: Cache) -> Options:
     table.set_pin_l0_filter_and_index_blocks_in_cache(True)
     if name in _POINT_LOOKUP_CFS:
         table.set_bloom_filter(opts.bloom_bits_per_key, False)
+    if name in _LARGE_CFS:
+        table.set_block_size(opts.large_block_bytes)
     cf.set_block_based_table_factory(table)
-    if name == CF_OBJECTS:
+    if name == CF_VERSIONS:
         cf.set_write_buffer_size(opts.write_buffer_bytes)
-    elif name in (CF_OBJMETA, CF_HISTORY, CF_CHANGES):
+    elif name in (CF_OBJMETA, CF_CHANGES):
         cf.set_write_buffer_size(max(opts.write_buffer_bytes // 4, 4 * 1024 * 1024))
     else:
         cf.set_write_buffer_size(max(opts.write_buffer_bytes // 8, 4 * 1024 * 1024))
@@ -106,6 +110,20 @@ class Handles:
         self.db.close()
 
 
+def _refuse_old_layout(path: Path) -> None:
+    if not (path / "CURRENT").exists():
+        return
+    try:
+        present = set(Rdict.list_cf(str(path)))
+    except Exception as exc:  # rocksdict raises plain Exception for RocksDB statuses
+        raise StoreError(f"cannot read the column families of store {path}: {exc}") from exc
+    if present & LAYOUT_1_CFS:
+        raise StoreError(
+            f"store {path} has layout version 1, this build reads version {SCHEMA_VERSION}: "
+            "delete it and rebuild it from Kafka (kubedelta replay)"
+        )
+
+
 def open_writer(path: Path, opts: StoreOptions) -> Handles:
     path.mkdir(parents=True, exist_ok=True)
     cache = Cache(opts.block_cache_bytes)
@@ -121,6 +139,7 @@ def open_secondary(path: Path, secondary_path: Path, opts: StoreOptions) -> Hand
 
 
 def _open(path: Path, opts: StoreOptions, cache: Cache, access: Any, *, create: bool) -> Handles:
+    _refuse_old_layout(path)
     db_opts = _db_options(opts, cache, create=create)
     cf_opts = {name: _cf_options(name, opts, cache) for name in ALL_CFS}
     try:

@@ -2,18 +2,22 @@
 
 Column families (docs/store.md has the full table)::
 
-    objects          cluster\\0group\\0kind\\0namespace\\0name  -> body JSON, as received
-    objmeta          same key                                  -> META prefix + wire header
+    objmeta          cluster\\0group\\0kind\\0namespace\\0name  -> META prefix + wire header
     idx_label        esc(key)\\0esc(value)\\0<objkey>           -> b""
     idx_owner        cluster\\0esc(owner uid)\\0<objkey>        -> b""
     idx_app          esc(app)\\0<objkey>                        -> b""
-    history          <objkey>\\0BE64(start ms)BE64(offset)     -> HIST prefix + objmeta + body
+    versions         <objkey>\\0BE64(start ms)BE64(offset)     -> HIST prefix + objmeta + body
     history_expiry   BE64(end ms)<history key>                 -> b""
     changes          BE64(first position of a commit)          -> msgpack [[op, ms, objkey, rv], ...]
     meta             tag byte + fields                         -> small msgpack / BE ints
 
-Object keys sort by cluster, group, kind, namespace, name, so a prefix scan serves
-LIST by cluster/kind/namespace. Key parts never contain NUL (the wire format
+Every object version, the current one included, is stored once, in ``versions``
+(body JSON as received): the current one is found from its ``objmeta`` (start ms and
+offset are in the META prefix). Superseded versions stay there for
+``history_retention_s``, then go.
+
+Object keys sort by cluster, group, kind, namespace, name, so a prefix scan of
+``objmeta`` serves LIST by cluster/kind/namespace. Key parts never contain NUL (the wire format
 rejects it); label keys/values, owner uids and app names may, so index keys
 escape them (``esc``) to keep the separators unambiguous.
 """
@@ -27,28 +31,30 @@ import msgpack
 
 from deltas.codec import HEADER_FIELDS
 
-CF_OBJECTS: Final = "objects"
 CF_OBJMETA: Final = "objmeta"
 CF_IDX_LABEL: Final = "idx_label"
 CF_IDX_OWNER: Final = "idx_owner"
 CF_IDX_APP: Final = "idx_app"
-CF_HISTORY: Final = "history"
+#: Every version (current and superseded) of every object, keyed by object then start.
+CF_VERSIONS: Final = "versions"
 CF_HISTORY_EXPIRY: Final = "history_expiry"
 CF_CHANGES: Final = "changes"
 CF_META: Final = "meta"
 ALL_CFS: Final = (
-    CF_OBJECTS,
     CF_OBJMETA,
     CF_IDX_LABEL,
     CF_IDX_OWNER,
     CF_IDX_APP,
-    CF_HISTORY,
+    CF_VERSIONS,
     CF_HISTORY_EXPIRY,
     CF_CHANGES,
     CF_META,
 )
 #: The schema of this layout; stored in ``meta`` and checked on open.
-SCHEMA_VERSION: Final = 1
+#: 1: current bodies in an ``objects`` CF and again in ``history``; 2: one ``versions`` CF.
+SCHEMA_VERSION: Final = 2
+#: Column families of layout 1, to recognise such a store on open.
+LAYOUT_1_CFS: Final = frozenset({"objects", "history"})
 
 SEP: Final = b"\x00"
 
@@ -166,6 +172,17 @@ HIST_SUFFIX_SIZE: Final = 1 + 8 + 8
 
 def history_key(objkey: bytes, start_ms: int, offset: int) -> bytes:
     return objkey + SEP + _BE64.pack(start_ms) + _BE64.pack(offset)
+
+
+def version_key(objkey: bytes, meta: bytes) -> bytes:
+    """Key of the version an objmeta value describes (its start ms and offset)."""
+    fields = META.unpack_from(meta)
+    return objkey + SEP + _BE64.pack(fields[6]) + _BE64.pack(fields[4])
+
+
+def body_of_version(value: bytes) -> bytes:
+    """The body stored in a ``versions`` value (HIST prefix, objmeta, body)."""
+    return value[HIST.size + HIST.unpack_from(value)[1] :]
 
 
 def objkey_of_history(hkey: bytes) -> bytes:

@@ -101,20 +101,35 @@ class ViewReads:
 
     def get(self, cluster: str, group: str, kind: str, namespace: str, name: str) -> bytes | None:
         """The object's JSON bytes exactly as stored, or None."""
-        body: bytes | None = self._h.cfs[L.CF_OBJECTS].get(
-            L.object_key(cluster, group, kind, namespace, name)
-        )
-        return body
+        key = L.object_key(cluster, group, kind, namespace, name)
+        meta = self._h.cfs[L.CF_OBJMETA].get(key)
+        return self._current_body(key, meta) if meta is not None else None
 
     def get_entry(
         self, cluster: str, group: str, kind: str, namespace: str, name: str
     ) -> StoredObject | None:
         key = L.object_key(cluster, group, kind, namespace, name)
         meta = self._h.cfs[L.CF_OBJMETA].get(key)
-        body = self._h.cfs[L.CF_OBJECTS].get(key)
-        if meta is None or body is None:
+        if meta is None:
             return None
-        return decode_stored(key, meta, body)
+        body = self._current_body(key, meta)
+        return decode_stored(key, meta, body) if body is not None else None
+
+    def _current_body(self, objkey: bytes, meta: bytes) -> bytes | None:
+        value: bytes | None = self._h.cfs[L.CF_VERSIONS].get(L.version_key(objkey, meta))
+        return L.body_of_version(value) if value is not None else None
+
+    def _current_bodies(self, keys: list[bytes], metas: list[bytes | None]) -> list[bytes | None]:
+        """Bodies of the current versions of ``keys`` (None where the meta is None), with
+        one MultiGet. A secondary that caught up between the two reads may see a meta
+        whose version is gone: None there too, as for an object deleted meanwhile."""
+        wanted = [L.version_key(k, m) for k, m in zip(keys, metas, strict=True) if m is not None]
+        found = iter(multi_get(self._h.cfs[L.CF_VERSIONS], wanted))
+        out: list[bytes | None] = []
+        for m in metas:
+            value = next(found) if m is not None else None
+            out.append(L.body_of_version(value) if value is not None else None)
+        return out
 
     def list_objects(
         self,
@@ -132,21 +147,29 @@ class ViewReads:
         that has that kind (known from the per-kind counts), never the whole cluster.
         """
         limit = _limit(limit)
-        items: list[Item] = []
-        objects = self._h.cfs[L.CF_OBJECTS]
+        keys: list[bytes] = []
+        metas: list[bytes | None] = []
+        objmeta = self._h.cfs[L.CF_OBJMETA]
         name_filter = name_prefix if name_prefix is not None else ""
+        full = False
         for prefix, needs_filter in self._list_prefixes(
             clusters, group, kind, namespace, name_prefix
         ):
-            for key, body in scan(objects, prefix, _after(after)):
+            for key, meta in scan(objmeta, prefix, _after(after)):
                 if needs_filter:
                     _, _, _, ns, n = L.split_object_key(key)
                     if (namespace is not None and ns != namespace) or not n.startswith(name_filter):
                         continue
-                items.append(_item(key, body))
-                if len(items) == limit:
-                    return Page(items, key)
-        return Page(items, None)
+                keys.append(key)
+                metas.append(meta)
+                if len(keys) == limit:
+                    full = True
+                    break
+            if full:
+                break
+        bodies = self._current_bodies(keys, metas)
+        items = [_item(k, b) for k, b in zip(keys, bodies, strict=True) if b is not None]
+        return Page(items, keys[-1] if full else None)
 
     def count(
         self,
@@ -303,7 +326,7 @@ class ViewReads:
             if len(keys) == limit:
                 full = True
                 break
-        bodies = multi_get(self._h.cfs[L.CF_OBJECTS], keys)
+        bodies = self._current_bodies(keys, multi_get(self._h.cfs[L.CF_OBJMETA], keys))
         items = [_item(k, b) for k, b in zip(keys, bodies, strict=True) if b is not None]
         return Page(items, last if full else None)
 
@@ -460,9 +483,9 @@ class ViewReads:
         key = L.object_key(cluster, group, kind, namespace, name)
         meta = self._h.cfs[L.CF_OBJMETA].get(key)
         if meta is not None and L.META.unpack_from(meta)[6] <= at_ms:
-            body = self._h.cfs[L.CF_OBJECTS].get(key)
+            body = self._current_body(key, meta)
             return decode_stored(key, meta, body) if body is not None else None
-        it = self._h.cfs[L.CF_HISTORY].iter()
+        it = self._h.cfs[L.CF_VERSIONS].iter()
         try:
             it.seek_for_prev(L.history_key(key, at_ms, 2**64 - 1))
             if not it.valid():
@@ -499,12 +522,14 @@ class ViewReads:
         current = scan(self._h.cfs[L.CF_OBJMETA], prefix, _after(after))
         # History keys of ``after`` itself are after\0<16 bytes>: start beyond all of them.
         hist_start = None if after is None else after + b"\x00" + b"\xff" * 17
-        past = _history_at(scan(self._h.cfs[L.CF_HISTORY], prefix, hist_start), at_ms)
+        past = _history_at(scan(self._h.cfs[L.CF_VERSIONS], prefix, hist_start), at_ms)
         keys: list[bytes] = []
+        current_metas: dict[bytes, bytes] = {}
         past_versions: dict[bytes, StoredObject] = {}
         for objkey, meta, version in _merge(current, past):
             if meta is not None and L.META.unpack_from(meta)[6] <= at_ms:
                 keys.append(objkey)
+                current_metas[objkey] = meta
             elif version is not None:
                 keys.append(objkey)
                 past_versions[objkey] = version
@@ -512,10 +537,9 @@ class ViewReads:
                 continue
             if len(keys) == limit:
                 break
-        current_keys = [k for k in keys if k not in past_versions]
-        bodies = dict(
-            zip(current_keys, multi_get(self._h.cfs[L.CF_OBJECTS], current_keys), strict=True)
-        )
+        current_keys = list(current_metas)
+        found = self._current_bodies(current_keys, list(current_metas.values()))
+        bodies = dict(zip(current_keys, found, strict=True))
         items: list[Item] = []
         for k in keys:
             body = past_versions[k].body if k in past_versions else bodies[k]
@@ -550,12 +574,11 @@ class ViewReads:
 
 #: CFs whose content does not depend on how partitions were interleaved.
 CONTENT_CFS = (
-    L.CF_OBJECTS,
     L.CF_OBJMETA,
     L.CF_IDX_LABEL,
     L.CF_IDX_OWNER,
     L.CF_IDX_APP,
-    L.CF_HISTORY,
+    L.CF_VERSIONS,
 )
 
 

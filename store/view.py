@@ -73,7 +73,7 @@ class View(ViewReads):
         try:
             state = WriterState.load(handles.cfs[L.CF_META])
             if state.schema is None:
-                if state.offsets or any(True for _ in scan(handles.cfs[L.CF_OBJECTS], b"")):
+                if state.offsets or any(True for _ in scan(handles.cfs[L.CF_OBJMETA], b"")):
                     raise StoreError(
                         f"store {path} has data but no schema version: not a kubedelta view"
                     )
@@ -188,16 +188,15 @@ class View(ViewReads):
                     batch.delete(L.owner_prefix(cluster, o) + key, hd[L.CF_IDX_OWNER])
                 if fields[L.H_APP]:
                     batch.delete(L.app_prefix(fields[L.H_APP]) + key, hd[L.CF_IDX_APP])
-                batch.delete(key, hd[L.CF_OBJECTS])
                 batch.delete(key, hd[L.CF_OBJMETA])
                 _, g, k, _, _ = L.split_object_key(key)
                 kind_delta[(cluster, g, k)] = kind_delta.get((cluster, g, k), 0) - 1
                 removed += 1
-            for hkey, value in scan(self._h.cfs[L.CF_HISTORY], prefix):
+            for hkey, value in scan(self._h.cfs[L.CF_VERSIONS], prefix):
                 meta_start = L.HIST.size
                 if parts is not None and L.META.unpack_from(value, meta_start)[3] not in parts:
                     continue
-                batch.delete(hkey, hd[L.CF_HISTORY])  # its expiry entry is pruned later
+                batch.delete(hkey, hd[L.CF_VERSIONS])  # its expiry entry is pruned later
             st = self._state
             for cp in [cp for cp in {*st.digests, *st.sessions} if cp[0] == cluster]:
                 if parts is None or cp[1] in parts:

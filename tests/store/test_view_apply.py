@@ -135,7 +135,7 @@ def test_index_strings_with_nul_are_escaped_not_confused(view: View) -> None:
 def test_same_uid_and_rv_is_a_no_op(view: View) -> None:
     feed = Feed("prod-1")
     view.apply([feed.upsert("a", "1")])
-    data_cfs = (L.CF_OBJECTS, L.CF_OBJMETA, L.CF_IDX_LABEL, L.CF_CHANGES)
+    data_cfs = (L.CF_VERSIONS, L.CF_OBJMETA, L.CF_IDX_LABEL, L.CF_CHANGES)
     before = view.view_digest(data_cfs)
     result = view.apply([feed.upsert("a", "1", extra="noise the producer should not send")])
     assert (result.applied, result.unchanged, result.changes) == (1, 1, 0)
@@ -333,3 +333,35 @@ def test_applications_lists_each_app_once_per_cluster_filter(view: View) -> None
     )
     assert view.applications(["prod-b"]) == ["blog"]
     assert view.applications(["nowhere"]) == []
+
+
+def test_each_version_is_stored_once_and_replaced_ones_go_without_history(view: View) -> None:
+    # history_retention_s=0: the versions CF holds exactly the current version of each
+    # live object, whatever was replaced or deleted before, and the current body is read
+    # through its objmeta.
+    feed = Feed("prod-1")
+    view.apply([feed.upsert("a", "1"), feed.upsert("b", "1"), feed.upsert("c", "1")])
+    view.apply([feed.upsert("a", "2", extra="x"), feed.delete("b"), feed.upsert("a", "3")])
+    stored = [L.objkey_of_history(k) for k in index_keys(view, L.CF_VERSIONS)]
+    assert [L.split_object_key(k)[4] for k in stored] == ["a", "c"]
+    for key, meta in scan(view._h.cfs[L.CF_OBJMETA], b""):
+        assert view._h.cfs[L.CF_VERSIONS].get(L.version_key(key, meta)) is not None
+    entry = view.get_entry("prod-1", "", "Pod", "default", "a")
+    assert entry is not None and entry.resource_version == "3"
+    assert view.get("prod-1", "", "Pod", "default", "b") is None
+    assert list(scan(view._h.cfs[L.CF_HISTORY_EXPIRY], b"")) == []
+
+
+def test_a_store_of_the_old_layout_is_refused_with_a_rebuild_hint(tmp_path: Path) -> None:
+    from rocksdict import Options, Rdict
+
+    from store import StoreError
+
+    path = tmp_path / "old"
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    db = Rdict(str(path), opts)
+    db.create_column_family("objects", opts)
+    db.close()
+    with pytest.raises(StoreError, match="layout version 1.*kubedelta replay"):
+        View.open(path, OPTS)

@@ -237,7 +237,7 @@ def test_history_older_than_retention_is_pruned(tmp_path: Path) -> None:
         from store.reads import scan
 
         # left: the current versions only (history is written forward), nothing to expire
-        kept = [L.objkey_of_history(k) for k, _ in scan(view._h.cfs[L.CF_HISTORY], b"")]
+        kept = [L.objkey_of_history(k) for k, _ in scan(view._h.cfs[L.CF_VERSIONS], b"")]
         assert [L.split_object_key(k)[4] for k in kept] == ["a", "b"]
         assert list(scan(view._h.cfs[L.CF_HISTORY_EXPIRY], b"")) == []
 
