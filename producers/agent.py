@@ -17,8 +17,8 @@ from typing import TypeVar
 from deltas import topic_for
 from deltas.errors import KubedeltaError
 from plumbing.errors import KafkaUnavailableError
-from plumbing.kafka import TopicSpec, ensure_topics
-from producers.apiclient import KubeApi
+from plumbing.kafka import TopicSpec
+from producers.apiclient import HttpPool, KubeApi
 from producers.config import ProducerConfig
 from producers.discovery import Discovery, discover
 from producers.emitter import KindEmitter
@@ -27,7 +27,8 @@ from producers.ledger import Ledger
 from producers.metrics import ProducerMetrics
 from producers.records import OutRecord, RecordFactory, new_session_id
 from producers.reflector import Reflector
-from producers.restore import RestoreStats, read_topic
+from producers.restore import RestoreStats
+from producers.shared import SharedKafka
 from producers.sink import KafkaSink, KafkaTransport
 
 log = logging.getLogger(__name__)
@@ -40,15 +41,19 @@ class ClusterProducer:
     def __init__(
         self,
         config: ProducerConfig,
-        transport: KafkaTransport,
+        kafka: SharedKafka,
         metrics: ProducerMetrics,
         on_ack: AckHook | None = None,
+        http: HttpPool | None = None,
     ) -> None:
         self.config = config
         self.cluster = config.cluster
         self.topic = topic_for(config.cluster, config.topic.prefix)
         self.session = new_session_id()
-        self._transport = transport
+        self._kafka = kafka
+        #: The Kafka side this cluster shares with the others of its identity.
+        self.kafka_side = kafka
+        self._http = http  #: shared by the clusters of a process (None: a pool of its own)
         self._metrics = metrics
         self._on_ack = on_ack
         self._stop = asyncio.Event()
@@ -109,7 +114,7 @@ class ClusterProducer:
             if self.config.restore_from_topic:
                 stats = await self._retry(
                     "reading back the topic",
-                    lambda: read_topic(self.config.kafka, self.topic, ledger),
+                    lambda: self._kafka.read_back(self.topic, ledger),
                 )
                 if stats is None:
                     return
@@ -121,13 +126,13 @@ class ClusterProducer:
                 self.cluster,
                 self.topic,
                 partitions,
-                self._transport,
+                self._kafka.transport,
                 self.config.sink,
                 self._metrics,
                 self._on_ack,
             )
             self.sink.start()
-            self.api = await KubeApi.connect(self.config.api)
+            self.api = await KubeApi.connect(self.config.api, self._http)
             self.started_at = time.monotonic()
             self.started_cpu_s = time.process_time()
             loops = [
@@ -178,11 +183,9 @@ class ClusterProducer:
 
     async def _prepare_topic(self) -> int:
         t = self.config.topic
-        await ensure_topics(
-            self.config.kafka,
-            [TopicSpec(self.topic, t.partitions, t.replication, t.configs())],
+        return await self._kafka.prepare_topic(
+            TopicSpec(self.topic, t.partitions, t.replication, t.configs())
         )
-        return await self._transport.partitions_for(self.topic)
 
     # -- discovery -------------------------------------------------------------------
 
@@ -312,18 +315,63 @@ async def run_producers(
     on_ack: AckHook | None = None,
     started: Callable[[list[ClusterProducer]], None] | None = None,
 ) -> list[ClusterProducer]:
-    """Run one producer per config over one shared Kafka producer until ``stop`` is set;
-    then each stops its watches and flushes. Returns the producers (for their stats)."""
+    """Run one producer per config until ``stop`` is set; then each stops its watches
+    and flushes. Returns the producers (for their stats).
+
+    Clusters with the same Kafka identity and sink settings share one Kafka producer
+    and batch their start-up round trips (``SharedKafka``); clusters with different
+    identities never share a connection (each writes with its own credentials). All
+    share one HTTP session pool (``HttpPool``): connections are still per API server
+    and TLS setup."""
     if not configs:
         return []
-    first = configs[0]
-    transport = KafkaTransport(first.kafka, first.sink)
-    backoff = first.sink.backoff
+    groups: dict[tuple[object, ...], list[ProducerConfig]] = {}
+    for config in configs:
+        groups.setdefault((config.kafka, config.sink), []).append(config)
+    shared: list[SharedKafka] = []
+    http = HttpPool()
+    try:
+        for members in groups.values():
+            transport = await _start_transport(members[0], stop)
+            if transport is None:
+                return []
+            shared.append(SharedKafka(members[0].kafka, transport))
+        by_key = dict(zip(groups, shared, strict=True))
+        producers = [
+            ClusterProducer(c, by_key[(c.kafka, c.sink)], metrics, on_ack, http) for c in configs
+        ]
+        if started is not None:
+            started(producers)
+        tasks = [asyncio.create_task(p.run(), name=f"producer-{p.cluster}") for p in producers]
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            # A producer only returns early by failing: then stop them all and re-raise.
+            await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            for p in producers:
+                p.request_stop()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for side in shared:
+            await side.close()
+            await side.transport.stop()
+        await http.close()
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
+    return producers
+
+
+async def _start_transport(config: ProducerConfig, stop: asyncio.Event) -> KafkaTransport | None:
+    """The Kafka producer, retried until Kafka answers; None if stopped first."""
+    transport = KafkaTransport(config.kafka, config.sink)
+    backoff = config.sink.backoff
     attempt = 0
     while True:
         try:
             await transport.start()
-            break
+            return transport
         except KafkaUnavailableError as exc:
             delay = backoff.delay(attempt)
             attempt += 1
@@ -331,25 +379,7 @@ async def run_producers(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             if stop.is_set():
-                return []
-    producers = [ClusterProducer(c, transport, metrics, on_ack) for c in configs]
-    if started is not None:
-        started(producers)
-    tasks = [asyncio.create_task(p.run(), name=f"producer-{p.cluster}") for p in producers]
-    stopper = asyncio.create_task(stop.wait())
-    try:
-        # A producer only returns early by failing: then stop them all and re-raise.
-        await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-        for p in producers:
-            p.request_stop()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        await transport.stop()
-    for result in results:
-        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-            raise result
-    return producers
+                return None
 
 
 def tune_gc() -> None:

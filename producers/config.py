@@ -23,8 +23,6 @@ class ApiConnectionConfig:
     token: str | None = field(default=None, repr=False)  #: bearer token for ``url``
     kubeconfig: str | None = None  #: path of a kubeconfig file
     context: str | None = None  #: kubeconfig context, None = current-context
-    #: Concurrent HTTP connections: one per watched kind plus lists and discovery.
-    max_connections: int = 512
 
 
 @dataclass(frozen=True, slots=True)

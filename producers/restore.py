@@ -10,6 +10,7 @@ fingerprint travels in the ``kd-fp`` Kafka record header; records without it
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,7 +20,8 @@ from deltas import Op, decode_header
 from deltas.errors import DeltaFormatError
 from deltas.keys import CONTROL_KEY_PREFIX
 from plumbing.errors import KafkaUnavailableError
-from plumbing.kafka import MAX_RECORD_BYTES, KafkaConnection
+from plumbing.kafka import MAX_RECORD_BYTES, KafkaConnection, beginning_offsets, end_offsets
+from producers.errors import ProducerError
 from producers.ledger import KindLedger, Ledger
 from producers.records import FINGERPRINT_HEADER
 from producers.strip import fingerprint_of_body
@@ -88,10 +90,20 @@ class TopicState:
 
 
 async def read_topic(connection: KafkaConnection, topic: str, ledger: Ledger) -> RestoreStats:
-    """Consume every partition from its start to the end offset seen at call time
-    into ``ledger``."""
-    state = TopicState(ledger)
-    partitions = ledger.partitions
+    """Consume every partition of ``topic`` from its start to the end offset seen at
+    call time into ``ledger``."""
+    return (await read_topics(connection, [(topic, ledger)]))[0]
+
+
+async def read_topics(
+    connection: KafkaConnection, targets: Sequence[tuple[str, Ledger]]
+) -> list[RestoreStats]:
+    """``read_topic`` for many topics (each into its own ledger) with one consumer: a
+    multiplexed producer restores hundreds of clusters with one bootstrap, one metadata
+    request and chunked offset lookups, not a consumer each."""
+    states = {topic: TopicState(ledger) for topic, ledger in targets}
+    if len(states) != len(targets):
+        raise ProducerError("read_topics: a topic appears twice")
     consumer = AIOKafkaConsumer(
         **connection.client_kwargs(),
         group_id=None,
@@ -106,29 +118,37 @@ async def read_topic(connection: KafkaConnection, topic: str, ledger: Ledger) ->
         await consumer.start()
     except KafkaError as exc:
         await consumer.stop()
-        raise KafkaUnavailableError(f"cannot read back {topic}: {exc!r}") from exc
+        raise KafkaUnavailableError(f"cannot read back {_names(states)}: {exc!r}") from exc
     try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        tps = [
+            TopicPartition(topic, p) for topic, ledger in targets for p in range(ledger.partitions)
+        ]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        for tp in tps:
-            if tp in remaining and await consumer.position(tp) >= ends[tp]:
-                remaining.discard(tp)
+        firsts = await beginning_offsets(consumer, tps)
+        ends = await end_offsets(consumer, tps)
+        remaining = {tp for tp in tps if ends[tp] > firsts[tp]}
+        if remaining:  # (no partitions would mean all of them)
+            await consumer.seek_to_beginning(*remaining)
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000)
             for tp, messages in batches.items():
+                state = states[tp.topic]
+                end = ends[tp]
                 for message in messages:
-                    if message.offset < ends[tp]:
+                    if message.offset < end:
                         state.apply(message.key, message.value, list(message.headers))
-                if messages and messages[-1].offset + 1 >= ends[tp]:
+                if messages and messages[-1].offset + 1 >= end:
                     remaining.discard(tp)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
+            for tp in list(remaining):  # compaction can leave no record at end - 1
+                if tp not in batches and await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     except KafkaError as exc:
-        raise KafkaUnavailableError(f"reading back {topic} failed: {exc!r}") from exc
+        raise KafkaUnavailableError(f"reading back {_names(states)} failed: {exc!r}") from exc
     finally:
         await consumer.stop()
-    return state.stats
+    return [states[topic].stats for topic, _ in targets]
+
+
+def _names(states: Mapping[str, TopicState]) -> str:
+    names = list(states)
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -101,6 +101,24 @@ class KafkaTransport:
         if not parts:
             raise KafkaUnavailableError(f"topic {topic} has no partitions (yet)")
         return len(parts)
+
+    async def partitions_of(self, topics: Sequence[str]) -> list[int]:
+        """Partition counts of many topics, learned with one metadata request (asking
+        topic by topic refreshes the metadata of every tracked topic each time)."""
+        producer = self._require()
+        client = producer.client
+        tracked: set[str] = set(client._topics)
+        try:
+            if not tracked.issuperset(topics):
+                await client.set_topics(tracked | set(topics))
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"no metadata for {len(topics)} topics: {exc!r}") from exc
+        counts = []
+        for topic in topics:
+            parts = client.cluster.partitions_for_topic(topic)
+            # Not in that answer yet (a topic just created): ask for it alone.
+            counts.append(len(parts) if parts else await self.partitions_for(topic))
+        return counts
 
     def _require(self) -> AIOKafkaProducer:
         if self._producer is None:
