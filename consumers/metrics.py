@@ -77,3 +77,8 @@ class ConsumerMetrics:
             "1 once the view holds every record that was in the topics when the consumer started",
             registry=self.registry,
         )
+        self.bulk = Gauge(
+            "kubedelta_consumer_bulk_writes",
+            "1 while commits skip the write-ahead log to catch up (readers see flushed data only)",
+            registry=self.registry,
+        )

@@ -36,6 +36,12 @@ class CatchUp:
             keep = set(owned)
             self._targets = {p: o for p, o in self._targets.items() if p in keep}
 
+    def remaining(self, stored: Mapping[Partition, int]) -> int:
+        """Records between the stored offsets and the targets (0 once ready or unknown)."""
+        if self._ready or self._targets is None:
+            return 0
+        return sum(max(0, end - stored.get(p, 0)) for p, end in self._targets.items())
+
     def update(self, stored: Mapping[Partition, int]) -> bool:
         if not self._ready and self._targets is not None:
             self._ready = all(stored.get(p, 0) >= end for p, end in self._targets.items())

@@ -149,6 +149,23 @@ class Consumer:
         if outcome.verdicts:
             t.verdicts = outcome.verdicts[-1:]
 
+    def _choose_write_mode(self, became_ready: bool, behind: int) -> None:
+        """Bulk (no WAL) while ``bulk_catch_up_records`` or more records are behind; the
+        WAL again, everything persisted first, once fewer than a quarter of that remain
+        and always the moment the consumer becomes ready (no await in between: /readyz
+        cannot report ready before readers can see the data)."""
+        view = self.view
+        threshold = self.config.bulk_catch_up_records
+        if view.bulk:
+            if became_ready or behind < threshold // 4:
+                view.end_bulk()
+                self.metrics.bulk.set(0)
+                log.info("caught up: bulk writes persisted, write-ahead log on")
+        elif 0 < threshold <= behind:
+            view.begin_bulk()
+            self.metrics.bulk.set(1)
+            log.info("%d records behind: committing without the write-ahead log", behind)
+
     def _maybe_trim(self) -> None:
         if self._trim is None:
             return
@@ -176,9 +193,14 @@ class Consumer:
             self.catch_up.set_targets({(tp.topic, tp.partition): o for tp, o in ends.items()})
         self.catch_up.keep_only(owned)
         stored = self.view.resume_offsets()  # in memory: no store read
-        self.metrics.caught_up.set(1 if self.catch_up.update(stored) else 0)
+        was_ready = self.catch_up.ready
+        ready = self.catch_up.update(stored)
         highwaters: Mapping[Partition, int | None] = {
             (tp.topic, tp.partition): self.source.highwater(tp) for tp in assigned
         }
-        for cluster, lag in lag_by_cluster(highwaters, stored, self._cluster_of).items():
+        lags = lag_by_cluster(highwaters, stored, self._cluster_of)
+        behind = max(self.catch_up.remaining(stored), sum(lags.values()))
+        self._choose_write_mode(ready and not was_ready, behind)
+        self.metrics.caught_up.set(1 if ready else 0)
+        for cluster, lag in lags.items():
             self.metrics.lag.labels(cluster).set(lag)

@@ -71,7 +71,9 @@ class StoreOptions:
                 f"bottommost_compression must be 'zstd' or 'lz4', got {self.bottommost_compression!r}"
             )
         if not 1024 <= self.large_block_bytes <= 1024 * 1024:
-            raise ConfigError(f"large_block_bytes must be in [1 KiB, 1 MiB], got {self.large_block_bytes}")
+            raise ConfigError(
+                f"large_block_bytes must be in [1 KiB, 1 MiB], got {self.large_block_bytes}"
+            )
         for name in ("write_buffer_bytes", "total_write_buffer_bytes", "block_cache_bytes"):
             if getattr(self, name) < MIB:
                 raise ConfigError(f"{name} must be at least 1 MiB")

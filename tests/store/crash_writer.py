@@ -1,8 +1,10 @@
 """A writer process for the crash test, and the deterministic batches it applies.
 
-Run as ``python crash_writer.py STORE PROGRESS SEED START_MS``: applies
+Run as ``python crash_writer.py STORE PROGRESS SEED START_MS [bulk]``: applies
 ``batches(SEED, START_MS)`` one commit at a time, appending the index of each
-committed batch to PROGRESS, until it is killed.
+committed batch to PROGRESS, until it is killed. With ``bulk`` it commits without
+the WAL (small memtables, so RocksDB flushes often) and persists every
+``BULK_PERSIST_EVERY`` batches (``end_bulk``), appending ``persisted N`` after.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ from deltas import Op
 from store import SourceRecord, StoreOptions
 
 OPTS = StoreOptions(history_retention_s=3600)
+#: Bulk mode: memtables this small flush (atomically, all CFs) every few batches.
+BULK_OPTS = StoreOptions(
+    history_retention_s=3600,
+    write_buffer_bytes=1024 * 1024,
+    total_write_buffer_bytes=2 * 1024 * 1024,
+)
+BULK_PERSIST_EVERY = 5
 PARTITIONS = 3
 
 
@@ -90,12 +99,20 @@ def _main() -> None:
         int(sys.argv[3]),
         int(sys.argv[4]),
     )
-    view = View.open(store, OPTS)
+    bulk = sys.argv[5:] == ["bulk"]
+    view = View.open(store, BULK_OPTS if bulk else OPTS)
+    if bulk:
+        view.begin_bulk()
     with progress.open("a") as log:
         for i, batch in enumerate(batches(seed, start_ms)):
             view.apply(batch)
             log.write(f"{i}\n")
             log.flush()
+            if bulk and (i + 1) % BULK_PERSIST_EVERY == 0:
+                view.end_bulk()
+                log.write(f"persisted {i + 1}\n")
+                log.flush()
+                view.begin_bulk()
 
 
 if __name__ == "__main__":

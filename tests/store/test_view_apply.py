@@ -363,5 +363,5 @@ def test_a_store_of_the_old_layout_is_refused_with_a_rebuild_hint(tmp_path: Path
     db = Rdict(str(path), opts)
     db.create_column_family("objects", opts)
     db.close()
-    with pytest.raises(StoreError, match="layout version 1.*kubedelta replay"):
+    with pytest.raises(StoreError, match=r"layout version 1.*kubedelta replay"):
         View.open(path, OPTS)
