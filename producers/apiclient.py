@@ -212,8 +212,8 @@ class KubeApi:
         if self._owns_pool:
             await self._pool.close()
 
-    async def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+    async def _headers(self, accept: str) -> dict[str, str]:
+        headers = {"Accept": accept}
         # Runs the refresh hook (in-cluster token rotation, kubeconfig exec plugins).
         token = await self._configuration.get_api_key_with_prefix("BearerToken")
         if token:
@@ -221,13 +221,17 @@ class KubeApi:
         return headers
 
     async def _open(
-        self, path: str, params: Mapping[str, str], timing: aiohttp.ClientTimeout
+        self,
+        path: str,
+        params: Mapping[str, str],
+        timing: aiohttp.ClientTimeout,
+        accept: str = "application/json",
     ) -> aiohttp.ClientResponse:
         try:
             response = await self._pool.session.get(
                 self._base + path,
                 params=params,
-                headers=await self._headers(),
+                headers=await self._headers(accept),
                 timeout=timing,
                 ssl=self._tls,
                 server_hostname=self._server_hostname,
@@ -247,10 +251,16 @@ class KubeApi:
         return response
 
     async def get_bytes(
-        self, path: str, params: Mapping[str, str] | None = None, timeout_s: float = 60.0
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        timeout_s: float = 60.0,
+        accept: str = "application/json",
     ) -> bytes:
         """One GET, the whole body as bytes (LIST pages, discovery)."""
-        response = await self._open(path, params or {}, aiohttp.ClientTimeout(total=timeout_s))
+        response = await self._open(
+            path, params or {}, aiohttp.ClientTimeout(total=timeout_s), accept
+        )
         try:
             return await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -259,9 +269,13 @@ class KubeApi:
             response.release()
 
     async def get_json(
-        self, path: str, params: Mapping[str, str] | None = None, timeout_s: float = 60.0
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        timeout_s: float = 60.0,
+        accept: str = "application/json",
     ) -> Any:
-        return orjson.loads(await self.get_bytes(path, params, timeout_s))
+        return orjson.loads(await self.get_bytes(path, params, timeout_s, accept))
 
     async def watch_lines(
         self,

@@ -85,6 +85,52 @@ def kinds_of_resource_list(group: str, version: str, doc: Mapping[str, Any]) -> 
     return out
 
 
+def is_aggregated(doc: Any) -> bool:
+    """Whether a discovery answer is aggregated (``APIGroupDiscoveryList``, v2 or
+    v2beta1): a server that does not know the format answers legacy documents."""
+    return isinstance(doc, Mapping) and doc.get("kind") == "APIGroupDiscoveryList"
+
+
+def kinds_of_aggregated(doc: Mapping[str, Any]) -> tuple[list[KindRef], set[str]]:
+    """(kinds, groups whose resources are unknown) of one ``APIGroupDiscoveryList``.
+
+    Same choice as the legacy path: core ``v1`` (else its first version), and each
+    group's preferred version, which is the first listed. A group whose preferred
+    version is ``Stale`` (an aggregated API server that is down) is reported as
+    unknown, so its watches are neither started nor stopped."""
+    kinds: list[KindRef] = []
+    failed: set[str] = set()
+    for item in doc.get("items") or []:
+        group = str((item.get("metadata") or {}).get("name") or "")
+        versions = item.get("versions") or []
+        if not versions:
+            continue
+        chosen = versions[0]
+        if not group:
+            chosen = next((v for v in versions if v.get("version") == "v1"), chosen)
+        version = str(chosen.get("version", ""))
+        if not version:
+            continue
+        if chosen.get("freshness") == "Stale":
+            failed.add(group)
+            continue
+        for res in chosen.get("resources") or []:
+            name = str(res.get("resource", ""))
+            verbs = res.get("verbs") or ()
+            if not name or "/" in name or "list" not in verbs or "watch" not in verbs:
+                continue
+            kinds.append(
+                KindRef(
+                    group=group,
+                    version=version,
+                    kind=str((res.get("responseKind") or {}).get("kind", "")),
+                    plural=name,
+                    namespaced=res.get("scope") == "Namespaced",
+                )
+            )
+    return kinds, failed
+
+
 def _matches(entry: str, ref: KindRef) -> bool:
     """``name`` matches in any group; ``name.group`` only in that group (``core`` = "");
     ``*.group`` matches a whole group."""

@@ -49,6 +49,10 @@ class SimulatorConfig:
     compress_responses: bool = False
     #: Version reported by ``/version``.
     kubernetes_version: str = "v1.30.4"
+    #: Serve aggregated discovery (``apidiscovery.k8s.io/v2``, as Kubernetes >= 1.27):
+    #: ``/api`` and ``/apis`` answer every group's resources in one document when the
+    #: client asks for it in ``Accept``. False: legacy discovery only, as older servers.
+    aggregated_discovery: bool = True
 
     def __post_init__(self) -> None:
         if not self.clusters:

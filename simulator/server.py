@@ -159,7 +159,8 @@ def api_group_document(cluster: ClusterState, group: str) -> bytes | None:
     )
 
 
-def resource_list_document(cluster: ClusterState, group: str, version: str) -> bytes | None:
+def _resource_entries(cluster: ClusterState, group: str, version: str) -> list[dict[str, Any]]:
+    """The APIResource entries of one group version (subresources as ``parent/sub``)."""
     resources: list[dict[str, Any]] = []
     for spec in cluster.kind_specs():
         if spec.group == group and spec.version == version:
@@ -167,6 +168,11 @@ def resource_list_document(cluster: ClusterState, group: str, version: str) -> b
     for extra in kinds.EXTRA_RESOURCES:
         if extra.group == group and extra.version == version:
             resources.append(extra.discovery_entry())
+    return resources
+
+
+def resource_list_document(cluster: ClusterState, group: str, version: str) -> bytes | None:
+    resources = _resource_entries(cluster, group, version)
     if not resources:
         return None
     group_version = f"{group}/{version}" if group else version
@@ -178,6 +184,81 @@ def resource_list_document(cluster: ClusterState, group: str, version: str) -> b
     if group:
         document = {"kind": "APIResourceList", "apiVersion": "v1", **document}
     return orjson.dumps(document)
+
+
+#: Media type of aggregated discovery, as a client asks for it and the server answers.
+AGGREGATED_DISCOVERY = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def wants_aggregated(accept: str) -> bool:
+    """Whether an ``Accept`` header asks for aggregated discovery (v2; v2beta1 too)."""
+    return any(
+        "g=apidiscovery.k8s.io" in part and "as=APIGroupDiscoveryList" in part
+        for part in accept.split(",")
+    )
+
+
+def _discovery_resources(group: str, version: str, entries: list[dict[str, Any]]) -> list[Any]:
+    """APIResource entries -> APIResourceDiscovery (subresources nested in their parent)."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        name = str(entry["name"])
+        kind = {
+            "group": entry.get("group", group),
+            "version": entry.get("version", version),
+            "kind": entry["kind"],
+        }
+        parent, slash, sub = name.partition("/")
+        if slash:
+            if parent in out:
+                out[parent].setdefault("subresources", []).append(
+                    {"subresource": sub, "responseKind": kind, "verbs": entry["verbs"]}
+                )
+            continue
+        resource: dict[str, Any] = {
+            "resource": name,
+            "responseKind": kind,
+            "scope": "Namespaced" if entry["namespaced"] else "Cluster",
+            "singularResource": entry.get("singularName", ""),
+            "verbs": entry["verbs"],
+        }
+        for field in ("shortNames", "categories"):
+            if field in entry:
+                resource[field] = entry[field]
+        out[name] = resource
+    return list(out.values())
+
+
+def aggregated_discovery_document(cluster: ClusterState, core: bool) -> bytes:
+    """``/api`` (core) or ``/apis`` (every other group) as one APIGroupDiscoveryList:
+    every group, its versions in preference order, each with its resources."""
+    items = []
+    for group, versions in _group_versions(cluster).items():
+        if (group == "") != core:
+            continue
+        items.append(
+            {
+                "metadata": {"name": group, "creationTimestamp": None},
+                "versions": [
+                    {
+                        "version": v,
+                        "resources": _discovery_resources(
+                            group, v, _resource_entries(cluster, group, v)
+                        ),
+                        "freshness": "Current",
+                    }
+                    for v in versions
+                ],
+            }
+        )
+    return orjson.dumps(
+        {
+            "kind": "APIGroupDiscoveryList",
+            "apiVersion": "apidiscovery.k8s.io/v2",
+            "metadata": {},
+            "items": items,
+        }
+    )
 
 
 def render_list(page: ListPage) -> bytes:
@@ -268,6 +349,19 @@ class ApiServer:
             return status_response(405, "MethodNotAllowed", f"{request.method} is not supported")
         if head == "version" and len(rest) == 1:
             return json_response(version_document(self.config.kubernetes_version))
+        aggregated = (
+            len(rest) == 1
+            and head in ("api", "apis")
+            and self.config.aggregated_discovery
+            and wants_aggregated(request.headers.get("Accept", ""))
+        )
+        if aggregated:
+            # One document per request instead of one per group version: a producer's
+            # discovery round is 2 requests, not ~10.
+            return web.Response(
+                body=aggregated_discovery_document(cluster, core=head == "api"),
+                headers={"Content-Type": AGGREGATED_DISCOVERY},
+            )
         if head == "api":
             if len(rest) == 1:
                 return json_response(api_versions_document(request.host))

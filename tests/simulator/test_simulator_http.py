@@ -601,3 +601,27 @@ async def test_required_token_is_enforced() -> None:
         authorized.api_key_prefix = {"BearerToken": "Bearer"}
         async with client.ApiClient(authorized) as api:
             assert (await client.CoreV1Api(api).list_namespace()).items
+
+
+async def test_aggregated_discovery_only_when_asked_and_enabled(env: Env) -> None:
+    v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+    async with aiohttp.ClientSession() as http:
+        base = f"{env.base_url}/clusters/c1"
+        async with http.get(f"{base}/apis", headers={"Accept": v2}) as r:
+            assert r.headers["Content-Type"].startswith("application/json;g=apidiscovery.k8s.io")
+            doc = orjson.loads(await r.read())
+        assert doc["kind"] == "APIGroupDiscoveryList"
+        groups = {item["metadata"]["name"] for item in doc["items"]}
+        assert {"apps", "example.com"} <= groups and "" not in groups
+        apps = next(i for i in doc["items"] if i["metadata"]["name"] == "apps")
+        deployments = next(
+            r for r in apps["versions"][0]["resources"] if r["resource"] == "deployments"
+        )
+        assert deployments["scope"] == "Namespaced"
+        assert deployments["responseKind"]["kind"] == "Deployment"
+        assert "scale" in {s["subresource"] for s in deployments["subresources"]}
+        async with http.get(f"{base}/api", headers={"Accept": v2}) as r:
+            core = orjson.loads(await r.read())
+        assert [i["metadata"]["name"] for i in core["items"]] == [""]
+        async with http.get(f"{base}/apis") as r:  # no Accept: legacy
+            assert orjson.loads(await r.read())["kind"] == "APIGroupList"
