@@ -12,6 +12,7 @@ except small metadata.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -515,7 +516,8 @@ class ApiServer:
             return response  # the client went away: nothing left to tell it
         finally:
             cluster.close_watch(handle)
-        await response.write_eof()
+        with contextlib.suppress(ConnectionError):  # the client left as the watch ended
+            await response.write_eof()
         return response
 
     # -- control endpoints -----------------------------------------------------------------
