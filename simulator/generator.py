@@ -10,7 +10,9 @@ honest. The same seed and cluster name always give the same objects.
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
+import math
 import random
 import time
 import uuid
@@ -60,7 +62,13 @@ SPINNAKER_SEQUENCE = "moniker.spinnaker.io/sequence"
 
 def format_time(epoch_s: float) -> str:
     """RFC 3339 in UTC with second precision, as the API server writes timestamps."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
+    return _format_second(math.floor(epoch_s))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _format_second(second: int) -> str:
+    # Generated objects share few distinct seconds; strftime was ~6 % of generation.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
 
 
 def fields_v1(part: Any, depth: int = 0) -> Obj:
