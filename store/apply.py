@@ -196,14 +196,14 @@ class Planner:
                 if rec.key is not None and rec.key != objkey[cut:]:
                     reject(rec, f"Kafka key {rec.key!r} does not match the record's identity")
                     continue
-                if op is _UPSERT:
-                    body = value[h.body_offset :]
-                    if h.body_encoding is _MSGPACK:
-                        try:
-                            body = orjson.dumps(msgpack.unpackb(body, raw=False))
-                        except Exception as exc:  # msgpack/orjson raise many types
-                            reject(rec, f"MSGPACK body cannot be converted to JSON: {exc}")
-                            continue
+                if op is _UPSERT and h.body_encoding is _MSGPACK:
+                    # JSON bodies stay inside the record value (body None): _upsert
+                    # copies header and body out of it in one slice.
+                    try:
+                        body = orjson.dumps(msgpack.unpackb(value[h.body_offset :], raw=False))
+                    except Exception as exc:  # msgpack/orjson raise many types
+                        reject(rec, f"MSGPACK body cannot be converted to JSON: {exc}")
+                        continue
             else:
                 objkey = b""
                 if op is Op.DIGEST:
@@ -345,7 +345,9 @@ class Planner:
         else:
             self.batch.put(L.be64(end_ms) + hkey, b"", self.h_expiry)
 
-    def _upsert(self, rec: SourceRecord, h: Any, objkey: bytes, cluster: str, body: bytes) -> None:
+    def _upsert(
+        self, rec: SourceRecord, h: Any, objkey: bytes, cluster: str, body: bytes | None
+    ) -> None:
         part = rec.partition
         k = h.key
         ident = objkey[len(cluster) + 1 :]
@@ -378,16 +380,19 @@ class Planner:
         flags = L.FLAG_CONVERTED if h.body_encoding is BodyEncoding.MSGPACK else 0
         value = rec.value
         assert value is not None
-        meta = (
-            L.META.pack(
-                L.SCHEMA_VERSION, flags, FORMAT_VERSION, part, rec.offset, ih, h.event_time_ms, gen
-            )
-            + value[PREFIX_SIZE : h.body_offset]
+        prefix = L.META.pack(
+            L.SCHEMA_VERSION, flags, FORMAT_VERSION, part, rec.offset, ih, h.event_time_ms, gen
         )
+        header = value[PREFIX_SIZE : h.body_offset]
+        meta = prefix + header
         # The version is written once, forward, keyed by its start: it is the current body
         # now and becomes history when replaced, with no read of the old body ever.
         vkey = L.history_key(objkey, h.event_time_ms, rec.offset)
-        batch.put(vkey, L.HIST.pack(L.HIST_VERSION, len(meta)) + meta + body, self.h_versions)
+        hist = L.HIST.pack(L.HIST_VERSION, len(meta))
+        if body is None:  # JSON on the wire: header and body are the value's tail
+            batch.put(vkey, hist + prefix + value[PREFIX_SIZE:], self.h_versions)
+        else:
+            batch.put(vkey, hist + meta + body, self.h_versions)
         batch.put(objkey, meta, self.h_objmeta)
         labels = h.labels
         owners = h.owners
