@@ -3,16 +3,17 @@ broker, consumer and query service, each its own process.
 
 Phases (docs/benchmarks.md has the metric list):
 
-1. **initial sync**: start simulator, consumer, query service, then the producers;
-   ``initial_sync_s`` runs from the producers' start until the query API counts every
-   object of every cluster.
+1. **initial sync**: start the simulator, create the cluster topics, start consumer and
+   query service, then the producers; ``initial_sync_s`` runs from the producers' start
+   until the query API counts every object of every cluster.
 2. **churn**: the simulator changes objects at ``--churn`` changes/s for
    ``--duration`` s while probe ConfigMaps are created at known instants; a probe's
    end-to-end latency is the time until its change arrives on the query API's change
    feed (SSE). ``churn_per_s`` is what the simulator actually applied.
-3. **settle and verify**: churn stops; once the consumer has read every record, every
-   cluster's objects (identity -> resourceVersion) are listed from the simulator and
-   from the query API and compared (``verified``, ``differences``).
+3. **settle and verify**: churn stops; once every probe was seen and the consumer has
+   read every record produced until then, every cluster's objects (identity ->
+   resourceVersion) are listed from the simulator and from the query API and compared
+   (``verified``, ``differences``).
 4. **baselines** (unless ``--no-baselines``): with the services stopped, the same
    topics are read by a bare aiokafka loop, Quix Streams and ``kubedelta replay``.
 """
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import math
 import random
+import resource
 import shutil
 import time
 from dataclasses import dataclass
@@ -37,9 +39,9 @@ from bench.phases import (
     Monitor,
     Probe,
     Sample,
-    end_offsets_total,
     initial_sync,
     send_probes,
+    settle,
     verify,
 )
 from bench.pipeline import Pipeline, PipelineConfig, default_producer_processes
@@ -87,8 +89,9 @@ class E2eConfig:
     #: Give up on the initial sync after this long, seconds (0 = scale with size).
     sync_timeout_s: float = 0.0
     settle_timeout_s: float = 120.0  #: after churn: wait this long for the view to catch up
-    #: RSS and progress sampling period, seconds; 0 = 1 s per 250 clusters (each sample
-    #: reads every cluster's status from the query API).
+    #: Progress sampling period, seconds; 0 = 1 s per 100 clusters (each sample reads
+    #: every cluster's status from the query API: ~0.1 ms of its CPU per cluster). RSS
+    #: is also sampled at every look at the sync's progress.
     sample_interval_s: float = 0.0
 
     def target_churn(self) -> float:
@@ -99,7 +102,13 @@ class E2eConfig:
     def sample_interval(self) -> float:
         if self.sample_interval_s > 0:
             return self.sample_interval_s
-        return max(1.0, self.clusters / 250.0)
+        return max(1.0, self.clusters / 100.0)
+
+    def poll_interval(self) -> float:
+        """Between cheap looks (the view's total count; the settle's offsets): 0.25 s up
+        to 250 clusters, longer beyond, since each look costs the query service time
+        in proportion to the clusters."""
+        return max(0.25, self.clusters / 1_000.0)
 
     def sync_timeout(self) -> float:
         if self.sync_timeout_s > 0:
@@ -154,19 +163,29 @@ async def run_e2e(
             stats = await sim.stats(per_cluster=True)
         expected = {name: int(c["objects"]) for name, c in stats["per_cluster"].items()}
         metrics["objects_total"] = sum(expected.values())
-        monitor_started = time.monotonic()
-        say(f"producers: {producers} process(es); then consumer and query service")
-        pipeline.start_producers()
-        await pipeline.wait_for_topics(timeout_s=60.0 + cfg.clusters * 0.5)
+        say(f"topics: creating {cfg.clusters} x {cfg.partitions} partitions")
+        phase_started = time.monotonic()
+        await pipeline.create_topics(timeout_s=120.0 + cfg.clusters * 0.5)
+        metrics["topic_create_s"] = time.monotonic() - phase_started
+        say("consumer and query service")
+        phase_started = time.monotonic()
         await pipeline.start_consumer()
         await pipeline.start_query()
+        metrics["services_start_s"] = time.monotonic() - phase_started
+        say(f"producers: {producers} process(es)")
+        monitor_started = time.monotonic()
+        pipeline.start_producers()
         async with (
             SimClient(pipeline.sim_url) as sim,
             QueryClient(pipeline.query_url, pipeline.config.token) as query,
         ):
             monitor = Monitor(pipeline, query, sim, started=monitor_started)
             sync_s = await initial_sync(
-                monitor, expected, cfg.sync_timeout(), cfg.sample_interval()
+                monitor,
+                expected,
+                cfg.sync_timeout(),
+                cfg.sample_interval(),
+                count_interval_s=cfg.poll_interval(),
             )
             metrics["initial_sync_s"] = sync_s
             metrics["initial_sync_objects_per_s"] = metrics["objects_total"] / sync_s
@@ -206,7 +225,7 @@ async def run_e2e(
             with Progress(int(cfg.duration_s), "churn") as progress:
                 while time.monotonic() - churn_started < cfg.duration_s:
                     await asyncio.sleep(cfg.sample_interval())
-                    await monitor.sample()
+                    await monitor.sample(measure_bytes=False)
                     progress.advance(int(time.monotonic() - churn_started) - progress.done)
             await prober
             await sim.churn_stop()
@@ -220,25 +239,16 @@ async def run_e2e(
 
             # -- settle ----------------------------------------------------------------------
             say("settling: waiting for the last probes and records")
-            settle_started = time.monotonic()
             wanted = {(p.cluster, p.name) for p in probes}
-            previous = -1
-            while time.monotonic() - settle_started < cfg.settle_timeout_s:
-                seen = watcher.first_seen()
-                produced = await end_offsets_total(pipeline.bootstrap, pipeline.topic_prefix)
-                sample = await monitor.sample()
-                # Caught up: at the end offsets, or (when the broker did not list them in
-                # time) no new record consumed since the last look.
-                caught_up = (
-                    sample.consumed >= produced
-                    if produced is not None
-                    else sample.consumed == previous
-                )
-                if wanted <= seen.keys() and caught_up:
-                    break
-                previous = sample.consumed
-                await asyncio.sleep(1.0)
-            metrics["settle_s"] = time.monotonic() - settle_started
+            settled = await settle(
+                monitor,
+                lambda: wanted <= watcher.first_seen().keys(),
+                cfg.settle_timeout_s,
+                poll_s=cfg.poll_interval() * 2,
+            )
+            metrics["settle_s"] = settled.seconds
+            if not settled.caught_up:
+                say("settle: the consumer did not reach the end offsets in time")
             seen = watcher.first_seen()
             await watcher.stop()
             latencies_ms = [
@@ -266,18 +276,17 @@ async def run_e2e(
                 producer.stop()
             say("verifying: simulator state vs query API, object by object")
             verify_started = time.monotonic()
-            differences, examples, compared = await verify(
-                sim, query, pipeline.config.cluster_names()
-            )
+            checked = await verify(sim, query, pipeline.config.cluster_names())
             metrics["verify_s"] = time.monotonic() - verify_started
-            metrics["verified_objects"] = compared
-            metrics["differences"] = differences
-            metrics["verified"] = differences == 0
-            for example in examples:
+            metrics["verified_objects"] = checked.compared
+            metrics["differences"] = checked.differences
+            metrics["verified"] = checked.differences == 0
+            for example in checked.examples:
                 click.echo(f"  difference: {example}", err=True)
         pipeline.components.sample()
         metrics.update(pipeline.disk_usage())
         metrics.update(pipeline.memory_metrics())
+        metrics["cpu_s_bench"] = bench_cpu_s()
         series["samples"] = monitor.samples
         series["sync_end"] = sync_end
         series["churn_end"] = churn_end
@@ -316,9 +325,19 @@ async def run_e2e(
 _T0 = time.monotonic()
 
 
+def bench_cpu_s() -> float:
+    """CPU seconds of this process so far (the harness: sampling, probes, verification);
+    the components' CPU is measured per process apart."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def say(text: str) -> None:
-    """A progress line on stderr with the time since the scenario started."""
-    click.echo(f"[{time.monotonic() - _T0:6.1f} s] {text}", err=True)
+    """A progress line on stderr with the time since the scenario started and this
+    process's CPU seconds so far (what the harness itself costs)."""
+    click.echo(
+        f"[{time.monotonic() - _T0:6.1f} s, bench cpu {bench_cpu_s():5.1f} s] {text}", err=True
+    )
 
 
 def write_plots(json_path: Path, series: dict[str, Any]) -> list[Path]:

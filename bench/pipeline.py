@@ -25,8 +25,11 @@ from bench.errors import BenchError
 from bench.kafkadisk import topic_bytes
 from bench.procs import MIB, Component, Components, dir_bytes
 from bench.queryclient import QueryClient
+from deltas.errors import KubedeltaError
+from deltas.keys import topic_for
 from plumbing import broker
-from store import StoreOptions, ViewReader
+from plumbing.kafka import KafkaConnection, TopicSpec, ensure_topics
+from producers.config import TopicConfig
 
 
 class PipelineError(BenchError):
@@ -102,7 +105,6 @@ class Pipeline:
         self.consumer: Component | None = None
         self.query: Component | None = None
         self.producers: list[Component] = []
-        self._reader: ViewReader | None = None
 
     # -- start -------------------------------------------------------------------------------
     async def start_simulator(self, timeout_s: float) -> str:
@@ -216,6 +218,37 @@ class Pipeline:
                 )
             )
 
+    async def create_topics(self, timeout_s: float, chunk: int = 100) -> None:
+        """Create every cluster topic up front, exactly as a producer would (its topic
+        spec), 100 per CreateTopics request. A producer finds its topic there and moves
+        on: a thousand producers each listing all topics and creating its own one at the
+        same instant time out on a loaded broker, and the consumer can start before
+        the producers (it subscribes to topics that exist)."""
+        spec = TopicConfig(prefix=self.topic_prefix, partitions=self.config.partitions)
+        specs = [
+            TopicSpec(
+                topic_for(name, self.topic_prefix),
+                spec.partitions,
+                spec.replication,
+                spec.configs(),
+            )
+            for name in self.config.cluster_names()
+        ]
+        # Creating hundreds of partitions in one request takes the broker a while.
+        conn = KafkaConnection(bootstrap_servers=self.bootstrap, request_timeout_ms=120_000)
+        deadline = time.monotonic() + timeout_s
+        start = 0
+        while start < len(specs):
+            try:
+                await ensure_topics(conn, specs[start : start + chunk])
+                start += chunk
+            except KubedeltaError as exc:
+                if time.monotonic() > deadline:
+                    raise PipelineError(
+                        f"creating the cluster topics failed for {timeout_s:.0f} s: {exc}"
+                    ) from exc
+                await asyncio.sleep(1.0)  # already created ones are skipped next time
+
     async def wait_for_topics(self, timeout_s: float) -> None:
         """Until the producers have created every cluster topic. The consumer starts after
         that: started on an empty prefix it would wait for an assignment forever (its
@@ -238,24 +271,6 @@ class Pipeline:
             await admin.close()
 
     # -- measure -----------------------------------------------------------------------------
-    def consumed_records(self) -> int:
-        """Sum of the next offsets the consumer committed in its store: records read.
-        Read from the store (a RocksDB secondary): one cheap scan, not a status document
-        per cluster."""
-        if self._reader is None:
-            if not (self.store_dir / "CURRENT").exists():
-                return 0
-            self._reader = ViewReader.open(
-                self.store_dir,
-                self.config.work_dir / "bench-secondary",
-                StoreOptions(topic_prefix=self.topic_prefix),
-            )
-        self._reader.catch_up()
-        prefix = self.topic_prefix + "."
-        return sum(
-            n for (topic, _p), n in self._reader.offsets().items() if topic.startswith(prefix)
-        )
-
     def topic_log_bytes(self) -> int:
         return topic_bytes(self.broker_config.data, self.topic_prefix + ".").log_bytes
 
@@ -290,9 +305,6 @@ class Pipeline:
     # -- stop --------------------------------------------------------------------------------
     def stop_services(self) -> None:
         """Stop every started component (producers first, then consumer, query, simulator)."""
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
         order: Sequence[Component | None] = [
             *self.producers,
             self.query,

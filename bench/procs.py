@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,11 +50,21 @@ class Usage:
     cpu_s: float = 0.0  #: user + system seconds, the latest sample
     cpu_offset_s: float = 0.0  #: CPU seconds spent before we started watching (subtracted)
 
-    def sample(self, process: psutil.Process) -> None:
+    def sample(
+        self, process: psutil.Process, children: Mapping[int, Sequence[int]] | None = None
+    ) -> None:
+        """``children`` (pid -> child pids of every process, from :func:`children_map`)
+        saves each sample its own walk over every process of the machine."""
         rss = 0
         cpu = 0.0
         with contextlib.suppress(psutil.Error):
-            procs = [process, *process.children(recursive=True)]
+            if children is None:
+                procs = [process, *process.children(recursive=True)]
+            else:
+                procs = [
+                    process,
+                    *(psutil.Process(pid) for pid in descendants(process.pid, children)),
+                ]
             for p in procs:
                 with contextlib.suppress(psutil.Error):
                     rss += p.memory_info().rss
@@ -83,9 +93,9 @@ class Component:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def sample(self) -> None:
+    def sample(self, children: Mapping[int, Sequence[int]] | None = None) -> None:
         with contextlib.suppress(psutil.Error):
-            self.usage.sample(psutil.Process(self.pid))
+            self.usage.sample(psutil.Process(self.pid), children)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -176,12 +186,15 @@ class Components:
         self._external_pids[role] = pid
 
     def sample(self) -> None:
+        """RSS and CPU of every process (with its children), from one walk over the
+        machine's processes rather than one per component."""
+        children = children_map()
         for component in self.started:
             if component.alive():
-                component.sample()
+                component.sample(children)
         for role, pid in self._external_pids.items():
             with contextlib.suppress(psutil.Error):
-                self.external[role].sample(psutil.Process(pid))
+                self.external[role].sample(psutil.Process(pid), children)
 
     def check_alive(self) -> None:
         for component in self.started:
@@ -199,6 +212,27 @@ class Components:
     def stop_all(self) -> None:
         for component in reversed(self.started):
             component.stop()
+
+
+def children_map() -> dict[int, list[int]]:
+    """pid -> pids of its direct children, for every process of the machine."""
+    out: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        ppid = proc.info.get("ppid")
+        if ppid is not None:
+            out.setdefault(ppid, []).append(proc.pid)
+    return out
+
+
+def descendants(pid: int, children: Mapping[int, Sequence[int]]) -> list[int]:
+    """Every process below ``pid`` in ``children`` (children, their children, ...)."""
+    found: list[int] = []
+    stack = list(children.get(pid, ()))
+    while stack:
+        child = stack.pop()
+        found.append(child)
+        stack.extend(children.get(child, ()))
+    return found
 
 
 def dir_bytes(path: Path) -> int:

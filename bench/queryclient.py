@@ -1,5 +1,7 @@
-"""The query API as the benchmarks read it: per-cluster counts (is everything visible
-yet?) and every object's identity and resourceVersion (does the view equal the source?)."""
+"""The query API as the benchmarks read it: object counts (is everything visible yet?),
+per-cluster counts and committed offsets, and every object's identity and
+resourceVersion (does the view equal the source?). LIST pages are decoded with msgspec
+against a schema of just those fields (the rest of each object is skipped unparsed)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import msgspec
 import orjson
 
 from bench.errors import BenchError
@@ -28,6 +31,53 @@ class ClusterCount:
     cluster: str
     objects: int
     sync_state: str
+    next_offsets: int = 0  #: sum of the committed next offsets of its partitions: records read
+
+
+class _ObjectMeta(msgspec.Struct):
+    name: str
+    namespace: str = ""
+    resource_version: str = msgspec.field(name="resourceVersion", default="")
+
+
+class _Object(msgspec.Struct):
+    metadata: _ObjectMeta
+    api_version: str = msgspec.field(name="apiVersion", default="")
+    kind: str = ""
+
+
+class _Item(msgspec.Struct):
+    object: _Object
+
+
+class _PageMeta(msgspec.Struct):
+    continue_: str | None = msgspec.field(name="continue", default=None)
+
+
+class _Page(msgspec.Struct):
+    metadata: _PageMeta = msgspec.field(default_factory=_PageMeta)
+    items: list[_Item] = msgspec.field(default_factory=list)
+
+
+_PAGE_DECODER = msgspec.json.Decoder(_Page)
+
+
+def parse_page(body: bytes, into: dict[ObjectId, str]) -> str | None:
+    """Fold one ``/api/v1/objects`` page into ``into`` (identity -> resourceVersion);
+    returns the continue token, None on the last page."""
+    try:
+        page = _PAGE_DECODER.decode(body)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        raise QueryRequestError(f"malformed LIST response: {exc}") from exc
+    groups: dict[str, str] = {}
+    for item in page.items:
+        obj = item.object
+        meta = obj.metadata
+        group = groups.get(obj.api_version)
+        if group is None:
+            group = groups[obj.api_version] = group_of(obj.api_version)
+        into[(group, obj.kind, meta.namespace, meta.name)] = meta.resource_version
+    return page.metadata.continue_ or None
 
 
 def group_of(api_version: str) -> str:
@@ -78,10 +128,21 @@ class QueryClient:
             return False
         return True
 
+    async def object_count(self) -> int:
+        """Objects in the view over every cluster: the per-kind counters, no scan."""
+        document: dict[str, Any] = orjson.loads(await self.get("/api/v1/objects?count=true"))
+        return int(document["count"])
+
     async def cluster_counts(self) -> list[ClusterCount]:
+        """Every cluster's object count and records read (one status document each)."""
         document: dict[str, Any] = orjson.loads(await self.get("/api/v1/clusters"))
         return [
-            ClusterCount(c["cluster"], int(c.get("objectCount") or 0), str(c.get("syncState")))
+            ClusterCount(
+                c["cluster"],
+                int(c.get("objectCount") or 0),
+                str(c.get("syncState")),
+                sum(int(p.get("nextOffset") or 0) for p in c.get("partitions") or ()),
+            )
             for c in document.get("clusters", [])
         ]
 
@@ -93,17 +154,6 @@ class QueryClient:
             query: dict[str, Any] = {"cluster": cluster, "limit": PAGE_LIMIT}
             if token:
                 query["continue"] = token
-            document = orjson.loads(await self.get(f"/api/v1/objects?{urlencode(query)}"))
-            for item in document.get("items", []):
-                obj = item["object"]
-                meta = obj["metadata"]
-                key = (
-                    group_of(str(obj.get("apiVersion", ""))),
-                    str(obj.get("kind", "")),
-                    str(meta.get("namespace", "")),
-                    str(meta["name"]),
-                )
-                versions[key] = str(meta.get("resourceVersion", ""))
-            token = (document.get("metadata") or {}).get("continue")
+            token = parse_page(await self.get(f"/api/v1/objects?{urlencode(query)}"), versions)
             if not token:
                 return versions
