@@ -45,6 +45,7 @@ class ClusterProducer:
         metrics: ProducerMetrics,
         on_ack: AckHook | None = None,
         http: HttpPool | None = None,
+        process_list_gate: asyncio.Semaphore | None = None,
     ) -> None:
         self.config = config
         self.cluster = config.cluster
@@ -61,6 +62,7 @@ class ClusterProducer:
         self._reflectors: dict[GroupKind, Reflector] = {}
         self._tasks: dict[GroupKind, asyncio.Task[None]] = {}
         self._list_gate = asyncio.Semaphore(config.watch.list_concurrency)
+        self._process_list_gate = process_list_gate  #: shared by the clusters of a process
         self._namespaces = NamespaceFilter.of(config.filters)
         self._sync_target = 0  #: highest RELIST_END seq of the kinds' first lists
         self._discovered = False
@@ -253,6 +255,7 @@ class ClusterProducer:
             self.config.filters.label_selector,
             on_synced=self._synced,
             rng=self._rng,
+            process_gate=self._process_list_gate,
         )
         self._reflectors[ref.group_kind] = reflector
         self._tasks[ref.group_kind] = asyncio.create_task(
@@ -322,7 +325,7 @@ async def run_producers(
     and batch their start-up round trips (``SharedKafka``); clusters with different
     identities never share a connection (each writes with its own credentials). All
     share one HTTP session pool (``HttpPool``): connections are still per API server
-    and TLS setup."""
+    and TLS setup; and one bound on LISTs in progress (``process_list_concurrency``)."""
     if not configs:
         return []
     groups: dict[tuple[object, ...], list[ProducerConfig]] = {}
@@ -337,8 +340,10 @@ async def run_producers(
                 return []
             shared.append(SharedKafka(members[0].kafka, transport))
         by_key = dict(zip(groups, shared, strict=True))
+        gate = asyncio.Semaphore(configs[0].watch.process_list_concurrency)
         producers = [
-            ClusterProducer(c, by_key[(c.kafka, c.sink)], metrics, on_ack, http) for c in configs
+            ClusterProducer(c, by_key[(c.kafka, c.sink)], metrics, on_ack, http, gate)
+            for c in configs
         ]
         if started is not None:
             started(producers)

@@ -70,13 +70,19 @@ class WatchConfig:
     #: Kinds listed at the same time during (re)sync: bounds API server load and our
     #: memory (a page of 500 Pods is ~1 MB of JSON).
     list_concurrency: int = 2
+    #: LISTs at the same time across all clusters of a process (multiplexed mode).
+    #: Each holds a page (up to ~1.7 MB of JSON) and fills its sink faster than Kafka
+    #: acknowledges: 250 clusters x ``list_concurrency`` at once took the process to
+    #: ~1.4 GB RSS (250 x 1,000 objects). Measured at 100 x 1,000: 64 keeps the CPU
+    #: of no bound and most of the memory saving of 16 (which cost ~10 % more CPU).
+    process_list_concurrency: int = 64
     discovery_interval_s: float = 30.0  #: how often new/removed kinds (CRDs) are noticed
 
     def __post_init__(self) -> None:
         if not 0 < self.watch_timeout_min_s <= self.watch_timeout_max_s:
             raise ConfigError("watch timeouts need 0 < min <= max")
-        if self.page_size < 1 or self.list_concurrency < 1:
-            raise ConfigError("page_size and list_concurrency must be >= 1")
+        if self.page_size < 1 or self.list_concurrency < 1 or self.process_list_concurrency < 1:
+            raise ConfigError("page_size and list concurrencies must be >= 1")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ Structure (as kopf's watching): ``run`` is a trivial retry loop; ``relist`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -64,6 +65,7 @@ class Reflector:
         label_selector: str = "",
         on_synced: Callable[[Reflector, int], None] | None = None,
         rng: random.Random | None = None,
+        process_gate: asyncio.Semaphore | None = None,
     ) -> None:
         self.ref = emitter.ref
         self._api = api
@@ -71,6 +73,8 @@ class Reflector:
         self._sink = sink
         self._config = config
         self._gate = list_gate
+        #: Shared by every cluster of the process (multiplexed mode), taken after ours.
+        self._process_gate = process_gate
         self._selector = label_selector
         self._on_synced = on_synced
         self._rng = rng or random.Random()
@@ -137,7 +141,8 @@ class Reflector:
         """One complete paginated LIST, diffed against the ledger."""
         api, emitter, sink = self._api, self._emitter, self._sink
         path = self.ref.collection_path()
-        async with self._gate:
+        process_gate = self._process_gate or contextlib.nullcontext()
+        async with self._gate, process_gate:
             self._m_relists.get(reason, self._m_relists["retry"]).inc()
             emitter.begin_relist()
             token = ""

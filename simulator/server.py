@@ -274,6 +274,18 @@ def render_list(page: ListPage) -> bytes:
     return head[:-1] + b',"items":[' + b",".join(page.items) + b"]}"
 
 
+def _is_collection(rest: list[str]) -> bool:
+    """``api/v1/{plural}``, ``apis/{g}/{v}/{plural}``, or namespaced under ``namespaces/{ns}``."""
+    if rest[:1] == ["api"]:
+        segments = rest[2:]
+    elif rest[:1] == ["apis"]:
+        segments = rest[3:]
+    else:
+        return False
+    segments = [s for s in segments if s]
+    return len(segments) == 1 or (len(segments) == 3 and segments[0] == "namespaces")
+
+
 # == request handling =========================================================================
 class ApiServer:
     """aiohttp handlers for one :class:`~simulator.simulator.Simulator`."""
@@ -282,6 +294,8 @@ class ApiServer:
         self.sim = sim
         self.config = sim.config
         self.http_requests = 0
+        self.lists_in_flight = 0  #: collection GETs (not watches) being answered now
+        self.peak_lists_in_flight = 0  #: the most at once since start
         self._stopping = False
 
     def application(self) -> web.Application:
@@ -311,6 +325,25 @@ class ApiServer:
 
     # -- the API of one cluster -------------------------------------------------------------
     async def _cluster_request(
+        self, request: web.Request, name: str, rest: list[str]
+    ) -> web.StreamResponse:
+        # LISTs in progress across every cluster (tests and benchmarks check how many
+        # a multiplexed producer runs at once; with a latency fault they overlap).
+        listing = (
+            request.method == "GET"
+            and _is_collection(rest)
+            and not _is_true(request.query.get("watch", ""))
+        )
+        if listing:
+            self.lists_in_flight += 1
+            self.peak_lists_in_flight = max(self.peak_lists_in_flight, self.lists_in_flight)
+        try:
+            return await self._cluster_request_inner(request, name, rest)
+        finally:
+            if listing:
+                self.lists_in_flight -= 1
+
+    async def _cluster_request_inner(
         self, request: web.Request, name: str, rest: list[str]
     ) -> web.StreamResponse:
         cluster = self.sim.clusters.get(name)

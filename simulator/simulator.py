@@ -124,6 +124,7 @@ class Simulator:
             "objects": sum(c.count() for c in clusters),
             "open_watches": sum(c.open_watch_count() for c in clusters),
             "http_requests": self.api.http_requests,
+            "peak_lists_in_flight": self.api.peak_lists_in_flight,
             "api_requests": sum(c.counters.requests for c in clusters),
             "lists": sum(c.counters.lists for c in clusters),
             "watches_opened": sum(c.counters.watches_opened for c in clusters),

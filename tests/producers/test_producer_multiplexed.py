@@ -138,3 +138,38 @@ async def test_clusters_with_different_kafka_identities_do_not_share_a_producer(
                 await admin.delete_topics(topics)
             finally:
                 await admin.close()
+
+
+@pytest.mark.parametrize("process_lists", [1, 3])
+async def test_lists_in_progress_are_bounded_across_the_clusters_of_a_process(
+    kafka_bootstrap: str, process_lists: int
+) -> None:
+    names = tuple(f"g{i}" for i in range(5))
+    sim = Simulator(SimulatorConfig(clusters=names, objects_per_cluster=60, seed=10))
+    for name in names:  # slow answers: LISTs that may overlap, do
+        sim.cluster(name).faults.latency_ms = 30
+    async with sim.serve() as base:
+        first = producer_config(kafka_bootstrap, "")
+        watch = replace(first.watch, list_concurrency=2, process_list_concurrency=process_lists)
+        configs = [
+            replace(
+                first,
+                cluster=name,
+                api=ApiConnectionConfig(url=f"{base}/clusters/{name}"),
+                watch=watch,
+            )
+            for name in names
+        ]
+        topics = [topic_for(name, first.topic.prefix) for name in names]
+        try:
+            stop, task, _ = await run_until_ready(configs)
+            stop.set()
+            await asyncio.wait_for(task, 60)
+            assert 1 <= sim.api.peak_lists_in_flight <= process_lists
+        finally:
+            admin = admin_client(KafkaConnection(bootstrap_servers=kafka_bootstrap))
+            await admin.start()
+            try:
+                await admin.delete_topics(topics)
+            finally:
+                await admin.close()
