@@ -146,8 +146,17 @@ class View(ViewReads):
         catching up on a long backlog. Still crash-consistent: flushes are atomic across
         CFs, so a crash leaves the state of the last flush, a prefix of every partition
         with its offsets, and the records after it are read again. Readers (secondaries)
-        see only flushed data until :meth:`end_bulk`."""
+        see only flushed data until :meth:`end_bulk`.
+
+        The store is first persisted and reopened, so the WAL holds nothing when the
+        unlogged writes start: a secondary that later switches to the reopened
+        primary's MANIFEST replays the old WAL into its memtable, and stale entries
+        there would shadow the newer flushed data (seen: a follower stuck at the
+        pre-bulk state after end_bulk)."""
         self._check_open()
+        if self._bulk:
+            return
+        self._reopen()
         self._write_opts = self._new_write_options(bulk=True)
         self._bulk = True
 
@@ -158,13 +167,17 @@ class View(ViewReads):
         of a flushed state missing earlier unlogged ones. RocksDB flushes all CFs at
         once on close (atomic_flush), so the store is closed and reopened."""
         self._check_open()
-        if not self.bulk:
+        if not self._bulk:
             return
+        self._reopen()
+        self._write_opts = self._new_write_options(bulk=False)
+        self._bulk = False
+
+    def _reopen(self) -> None:
+        """Close (RocksDB flushes every CF atomically) and open the store again."""
         path = Path(self._h.db.path())
         self._h.close()
         self._h = open_writer(path, self._opts)
-        self._write_opts = self._new_write_options(bulk=False)
-        self._bulk = False
 
     def _write(self, batch: WriteBatch, update: StateUpdate) -> None:
         if len(batch):
@@ -338,20 +351,37 @@ class ViewReader(ViewReads):
     log; each reader process needs its own.
     """
 
-    def __init__(self, handles: Handles, opts: StoreOptions) -> None:
+    def __init__(
+        self, handles: Handles, opts: StoreOptions, path: Path, secondary_path: Path
+    ) -> None:
         self._h = handles
         self._opts = opts
+        self._path = path
+        self._secondary_path = secondary_path
+        self._manifest = _current_manifest(path)
         self._closed = False
+        self.reopens = 0  #: times the writer switched MANIFEST and this reader reopened
 
     @classmethod
     def open(cls, path: Path, secondary_path: Path, opts: StoreOptions | None = None) -> ViewReader:
         opts = opts if opts is not None else StoreOptions()
-        return cls(open_secondary(path, secondary_path, opts), opts)
+        return cls(open_secondary(path, secondary_path, opts), opts, path, secondary_path)
 
     def catch_up(self) -> None:
-        """Replay what the writer committed since the last call (MANIFEST + WAL tail)."""
+        """Replay what the writer committed since the last call (MANIFEST + WAL tail).
+
+        When the writer reopened the store (a restart, or the end of bulk mode) it writes
+        a new MANIFEST; a secondary following across that switch was seen stuck at an
+        old state after unlogged (bulk) writes, so the reader then reopens instead."""
         if self._closed:
             raise StoreError("the reader is closed")
+        manifest = _current_manifest(self._path)
+        if manifest != self._manifest:
+            self._h.close()
+            self._h = open_secondary(self._path, self._secondary_path, self._opts)
+            self._manifest = manifest
+            self.reopens += 1
+            return
         try:
             self._h.db.try_catch_up_with_primary()
         except Exception as exc:
@@ -372,3 +402,11 @@ class ViewReader(ViewReads):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _current_manifest(path: Path) -> str:
+    """The MANIFEST the writer uses now (RocksDB's CURRENT file, replaced atomically)."""
+    try:
+        return (path / "CURRENT").read_text()
+    except OSError as exc:
+        raise StoreError(f"cannot read {path / 'CURRENT'}: {exc}") from exc
