@@ -16,11 +16,10 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
-from pydantic import SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ValidationError
 
 from consumers import (
     Consumer,
@@ -36,26 +35,19 @@ from consumers import (
 from consumers.config import DEFAULT_BATCH_MAX_RECORDS
 from deltas import DEFAULT_TOPIC_PREFIX, KubedeltaError
 from deltas.keys import DEAD_LETTER_TOPIC
-from plumbing.kafka import KafkaConnection
+from kubedelta.kafka_settings import KafkaSettings, bootstrap_option
 from store import StoreOptions, View
 
 log = logging.getLogger("kubedelta.consume")
 
 
-class ConsumeSettings(BaseSettings):
-    """Consumer and replay settings; ``consumers/config.py`` documents units and reasons."""
+class ConsumeSettings(KafkaSettings):
+    """Consumer and replay settings (Kafka ones from ``KafkaSettings``);
+    ``consumers/config.py`` documents units and reasons."""
 
-    model_config = SettingsConfigDict(env_prefix="KUBEDELTA_", frozen=True, extra="ignore")
+    kafka_client_id: ClassVar[str] = "kubedelta-consumer"
 
     data_dir: Path | None = None
-    bootstrap: str = "127.0.0.1:9092"
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str = ""
-    kafka_username: str = ""
-    kafka_password: SecretStr | None = None
-    kafka_ssl_cafile: str = ""
-    kafka_ssl_certfile: str = ""
-    kafka_ssl_keyfile: str = ""
     mode: ConsumerMode = ConsumerMode.REPLICA
     group: str = ""
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
@@ -68,19 +60,6 @@ class ConsumeSettings(BaseSettings):
     metrics_port: int | None = None
     history_retention_s: int = StoreOptions().history_retention_s
     log_level: str = "INFO"
-
-    def kafka(self) -> KafkaConnection:
-        return KafkaConnection(
-            bootstrap_servers=self.bootstrap,
-            security_protocol=self.kafka_security_protocol,
-            sasl_mechanism=self.kafka_sasl_mechanism or None,
-            sasl_username=self.kafka_username or None,
-            sasl_password=self.kafka_password.get_secret_value() if self.kafka_password else None,
-            ssl_cafile=self.kafka_ssl_cafile or None,
-            ssl_certfile=self.kafka_ssl_certfile or None,
-            ssl_keyfile=self.kafka_ssl_keyfile or None,
-            client_id="kubedelta-consumer",
-        )
 
     def consumer_config(self) -> ConsumerConfig:
         if self.data_dir is None:
@@ -128,7 +107,7 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
                 type=click.Path(file_okay=False, path_type=Path),
                 help="The view's folder [env KUBEDELTA_DATA_DIR].",
             ),
-            click.option("--bootstrap", help="Kafka bootstrap servers [127.0.0.1:9092]."),
+            bootstrap_option,
             click.option(
                 "--topic-prefix",
                 help=f"Cluster topics are PREFIX.<cluster> [{DEFAULT_TOPIC_PREFIX}].",

@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deltas import DEFAULT_TOPIC_PREFIX
+from kubedelta.kafka_settings import KafkaSettings, bootstrap_option
 from plumbing.health import HealthServer, HealthServerConfig
-from plumbing.kafka import KafkaConnection
 from producers.agent import ClusterProducer, freeze_heap, run_producers, tune_gc
 from producers.config import (
     DEFAULT_EXCLUDED_KINDS,
@@ -39,10 +38,11 @@ def _csv(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
 
-class ProduceSettings(BaseSettings):
-    """Every producer setting; see ``producers/config.py`` for units and reasons."""
+class ProduceSettings(KafkaSettings):
+    """Every producer setting (Kafka ones from ``KafkaSettings``); see
+    ``producers/config.py`` for units and reasons."""
 
-    model_config = SettingsConfigDict(env_prefix="KUBEDELTA_", frozen=True, extra="ignore")
+    kafka_client_id: ClassVar[str] = "kubedelta-producer"
 
     cluster: str = ""
     clusters: str = ""  #: comma list, multiplexed mode (needs api_url_template)
@@ -51,14 +51,6 @@ class ProduceSettings(BaseSettings):
     api_token: SecretStr | None = None
     kubeconfig: str = ""
     kube_context: str = ""
-    bootstrap: str = "127.0.0.1:9092"
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str = ""
-    kafka_username: str = ""
-    kafka_password: SecretStr | None = None
-    kafka_ssl_cafile: str = ""
-    kafka_ssl_certfile: str = ""
-    kafka_ssl_keyfile: str = ""
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     partitions: int = 3
     replication: int = 1
@@ -110,19 +102,6 @@ class ProduceSettings(BaseSettings):
                 kubeconfig=self.kubeconfig, context=self.kube_context or None
             )
         return ApiConnectionConfig()  # in-cluster ServiceAccount
-
-    def kafka(self) -> KafkaConnection:
-        return KafkaConnection(
-            bootstrap_servers=self.bootstrap,
-            security_protocol=self.kafka_security_protocol,
-            sasl_mechanism=self.kafka_sasl_mechanism or None,
-            sasl_username=self.kafka_username or None,
-            sasl_password=self.kafka_password.get_secret_value() if self.kafka_password else None,
-            ssl_cafile=self.kafka_ssl_cafile or None,
-            ssl_certfile=self.kafka_ssl_certfile or None,
-            ssl_keyfile=self.kafka_ssl_keyfile or None,
-            client_id="kubedelta-producer",
-        )
 
     def producer_configs(self) -> list[ProducerConfig]:
         kafka = self.kafka()
@@ -209,7 +188,8 @@ async def serve(settings: ProduceSettings) -> None:
         await health.stop()
 
 
-_OPTIONS: list[tuple[str, str, Any]] = [
+#: (flag, help, type) of the options before and after the shared ``--bootstrap``.
+_API_OPTIONS: list[tuple[str, str, Any]] = [
     ("--cluster", "Cluster id (names the topic <prefix>.<cluster>).", str),
     ("--clusters", "Comma list of clusters: multiplexed mode (with --api-url-template).", str),
     ("--api-url", "API server URL without auth (e.g. the simulator's /clusters/NAME).", str),
@@ -220,7 +200,8 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ),
     ("--kubeconfig", "Kubeconfig path (default: in-cluster ServiceAccount).", str),
     ("--kube-context", "Kubeconfig context.", str),
-    ("--bootstrap", "Kafka bootstrap servers.", str),
+]
+_PRODUCER_OPTIONS: list[tuple[str, str, Any]] = [
     ("--topic-prefix", "Topic prefix (topic = <prefix>.<cluster>).", str),
     ("--partitions", "Partitions when creating the topic.", int),
     ("--replication", "Replication factor when creating the topic.", int),
@@ -241,7 +222,11 @@ _OPTIONS: list[tuple[str, str, Any]] = [
 
 
 def _with_options(func: Any) -> Any:
-    for flag, help_text, kind in reversed(_OPTIONS):
+    # Applied last to first, so --help lists them in table order.
+    for flag, help_text, kind in reversed(_PRODUCER_OPTIONS):
+        func = click.option(flag, type=kind, default=None, help=help_text)(func)
+    func = bootstrap_option(func)
+    for flag, help_text, kind in reversed(_API_OPTIONS):
         func = click.option(flag, type=kind, default=None, help=help_text)(func)
     func = click.option(
         "--drop-secrets/--redact-secrets", default=None, help="Skip Secrets entirely."
