@@ -377,7 +377,8 @@ class ViewReader(ViewReads):
             raise StoreError("the reader is closed")
         manifest = _current_manifest(self._path)
         if manifest != self._manifest:
-            self._h.close()
+            # Swap, do not close: requests in other threads may still hold the old
+            # handles; the old instance closes when its last reference goes.
             self._h = open_secondary(self._path, self._secondary_path, self._opts)
             self._manifest = manifest
             self.reopens += 1
