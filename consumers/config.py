@@ -55,6 +55,18 @@ class ConsumerConfig:
     #: 700 MB RSS, 512 KiB kept it under 400 MB and was faster. A record batch larger than
     #: this still arrives whole (brokers return the first batch of a partition regardless).
     max_partition_fetch_bytes: int = 512 * 1024
+    #: Bytes the broker gathers before answering a fetch, unless ``fetch_max_wait_ms``
+    #: passes first. Every fetch names every assigned partition, in the request and the
+    #: response: at 3,000 partitions a fetch costs milliseconds of CPU whatever it
+    #: carries, and with aiokafka's minimum of 1 byte a trickle of records meant a fetch
+    #: for every record or two. Measured (1,000 clusters x 200 objects x 3 partitions,
+    #: e2e): consumer CPU 34.7 -> 28.8 s, broker 39 -> 28 s, initial sync 62 -> 51 s;
+    #: e2e latency at 31 changes/s p50 134 -> 191 ms (the wait), p99 195 -> 319 ms.
+    #: Busy topics fill 64 KiB in milliseconds, so at high change rates it costs nothing.
+    fetch_min_bytes: int = 64 * 1024
+    #: Longest the broker holds a fetch for ``fetch_min_bytes``, ms: the most a trickle
+    #: of changes waits in the broker.
+    fetch_max_wait_ms: int = 100
     #: How long getmany waits for data when the prefetch buffer is empty.
     getmany_timeout_ms: int = 500
     #: How often the topic list is refreshed, so a new cluster's topic is picked up
@@ -92,6 +104,8 @@ class ConsumerConfig:
             "batch_max_records",
             "batch_max_bytes",
             "fetch_max_bytes",
+            "fetch_min_bytes",
+            "fetch_max_wait_ms",
             "max_partition_fetch_bytes",
             "metadata_refresh_ms",
         ):

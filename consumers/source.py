@@ -68,7 +68,8 @@ def consumer_kwargs(config: ConsumerConfig) -> dict[str, Any]:
         "auto_offset_reset": "earliest",  # a partition the view never saw: from the start
         "fetch_max_bytes": config.fetch_max_bytes,
         "max_partition_fetch_bytes": config.max_partition_fetch_bytes,
-        "fetch_max_wait_ms": 100,
+        "fetch_max_wait_ms": config.fetch_max_wait_ms,
+        "fetch_min_bytes": config.fetch_min_bytes,
         "metadata_max_age_ms": config.metadata_refresh_ms,
         "check_crcs": False,  # TCP + the broker already check; the CRC pass costs ~10% CPU
     }
