@@ -84,10 +84,10 @@ class ConsumerConfig:
     #: Seconds between refreshes of lag, readiness and the stored offsets it reads
     #: (no broker round trip: high watermarks come with every fetch response).
     lag_refresh_s: float = 1.0
-    #: Records still to read before the first catch-up at or above which the view commits
-    #: without the WAL (``View.begin_bulk``: about half the write cost) until the
-    #: consumer is ready; then everything is persisted and the WAL is on again, so
-    #: readiness implies readers see the data. 0 never skips the WAL.
+    #: Records still to read for the first catch-up (the end offsets seen at start) at or
+    #: above which the view commits without the WAL (``View.begin_bulk``: about half the
+    #: write cost) until the consumer is ready; then everything is persisted and the WAL
+    #: is on for good, so readiness implies readers see the data. 0 never skips the WAL.
     bulk_catch_up_records: int = 20_000
     #: Seconds between glibc ``malloc_trim`` calls (0: never). Batches of ~2.5 KB values
     #: and RocksDB memtables churn the C heap; trimming returns the freed pages

@@ -149,22 +149,23 @@ class Consumer:
         if outcome.verdicts:
             t.verdicts = outcome.verdicts[-1:]
 
-    def _choose_write_mode(self, became_ready: bool, behind: int) -> None:
-        """Bulk (no WAL) while ``bulk_catch_up_records`` or more records are behind; the
-        WAL again, everything persisted first, once fewer than a quarter of that remain
-        and always the moment the consumer becomes ready (no await in between: /readyz
-        cannot report ready before readers can see the data)."""
+    def _choose_write_mode(self, ready: bool, remaining: int) -> None:
+        """Bulk (no WAL) during a first catch-up of ``bulk_catch_up_records`` or more;
+        everything persisted and the WAL on again the moment the consumer is ready (no
+        await in between: /readyz cannot report ready before readers see the data).
+        Once ready, never again: readers see bulk writes only when flushed, and a live
+        consumer that falls behind must stay visible record by record (at 10k changes/s
+        on a saturated machine, bulk after ready held changes back for seconds)."""
         view = self.view
-        threshold = self.config.bulk_catch_up_records
-        if view.bulk:
-            if became_ready or behind < threshold // 4:
+        if ready:
+            if view.bulk:
                 view.end_bulk()
                 self.metrics.bulk.set(0)
                 log.info("caught up: bulk writes persisted, write-ahead log on")
-        elif 0 < threshold <= behind:
+        elif not view.bulk and 0 < self.config.bulk_catch_up_records <= remaining:
             view.begin_bulk()
             self.metrics.bulk.set(1)
-            log.info("%d records behind: committing without the write-ahead log", behind)
+            log.info("%d records to catch up: committing without the write-ahead log", remaining)
 
     def _maybe_trim(self) -> None:
         if self._trim is None:
@@ -193,14 +194,12 @@ class Consumer:
             self.catch_up.set_targets({(tp.topic, tp.partition): o for tp, o in ends.items()})
         self.catch_up.keep_only(owned)
         stored = self.view.resume_offsets()  # in memory: no store read
-        was_ready = self.catch_up.ready
         ready = self.catch_up.update(stored)
+        self._choose_write_mode(ready, self.catch_up.remaining(stored))
+        self.metrics.caught_up.set(1 if ready else 0)
         highwaters: Mapping[Partition, int | None] = {
             (tp.topic, tp.partition): self.source.highwater(tp) for tp in assigned
         }
         lags = lag_by_cluster(highwaters, stored, self._cluster_of)
-        behind = max(self.catch_up.remaining(stored), sum(lags.values()))
-        self._choose_write_mode(ready and not was_ready, behind)
-        self.metrics.caught_up.set(1 if ready else 0)
         for cluster, lag in lags.items():
             self.metrics.lag.labels(cluster).set(lag)
