@@ -56,14 +56,13 @@ class ConsumerConfig:
     #: this still arrives whole (brokers return the first batch of a partition regardless).
     max_partition_fetch_bytes: int = 512 * 1024
     #: Bytes the broker gathers before answering a fetch, unless ``fetch_max_wait_ms``
-    #: passes first. Every fetch names every assigned partition, in the request and the
-    #: response: at 3,000 partitions a fetch costs milliseconds of CPU whatever it
-    #: carries, and with aiokafka's minimum of 1 byte a trickle of records meant a fetch
-    #: for every record or two. Measured (1,000 clusters x 200 objects x 3 partitions,
-    #: e2e): consumer CPU 34.7 -> 28.8 s, broker 39 -> 28 s, initial sync 62 -> 51 s;
-    #: e2e latency at 31 changes/s p50 134 -> 191 ms (the wait), p99 195 -> 319 ms.
-    #: Busy topics fill 64 KiB in milliseconds, so at high change rates it costs nothing.
-    fetch_min_bytes: int = 64 * 1024
+    #: passes first. Every fetch names every assigned partition: at 3,000 partitions a
+    #: fetch costs milliseconds of CPU whatever it carries. 64 KiB was tried: at 1,000
+    #: clusters x 200 objects it cut consumer/broker CPU (34.7 -> 28.8 s, 39 -> 28 s),
+    #: at 1,000 x 1,000 it did not (consumer 163 -> 169 s) while the e2e p50 rose by the
+    #: wait (169 -> 257 ms). Kept at 1 byte (aiokafka's default); raise it for a
+    #: consumer that serves many quiet partitions and can afford the wait.
+    fetch_min_bytes: int = 1
     #: Longest the broker holds a fetch for ``fetch_min_bytes``, ms: the most a trickle
     #: of changes waits in the broker.
     fetch_max_wait_ms: int = 100
