@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import click
 from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from deltas import DEFAULT_TOPIC_PREFIX
 from kubedelta.kafka_settings import KafkaSettings, bootstrap_option
@@ -242,7 +242,10 @@ def _with_options(func: Any) -> Any:
 def produce(**options: Any) -> None:
     """Stream a cluster's objects to Kafka (list+watch every kind, deltas only)."""
     given = {k: v for k, v in options.items() if v is not None}
-    settings = ProduceSettings(**given)
+    try:
+        settings = ProduceSettings(**given)
+    except ValidationError as exc:  # a bad KUBEDELTA_* value: a usage error, like consume
+        raise click.UsageError(f"bad setting: {exc}") from exc
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -72,3 +72,22 @@ def test_the_password_stays_out_of_the_settings_repr(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("KUBEDELTA_KAFKA_PASSWORD", "s3cret")
     assert "s3cret" not in repr(ProduceSettings())
     assert "s3cret" not in repr(ProduceSettings().kafka())
+
+
+@pytest.mark.parametrize("command", ["produce", "consume"])
+def test_a_bad_environment_value_is_a_usage_error_not_a_traceback(
+    command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    from click.testing import CliRunner
+
+    from kubedelta.cli import main
+
+    monkeypatch.setenv("KUBEDELTA_LINGER_MS", "soon")  # produce: a float
+    monkeypatch.setenv("KUBEDELTA_BATCH_MAX_RECORDS", "many")  # consume: an int
+    args = [command, "--cluster", "alpha"] if command == "produce" else [command]
+    if command == "consume":
+        args += ["--data-dir", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "bad setting" in result.output
+    assert "Traceback" not in result.output
