@@ -23,9 +23,14 @@ from typing import Any, Final
 
 import msgspec
 
-from producers.config import StripConfig
 from producers.records import index_fields
-from producers.strip import LAST_APPLIED, LEADER_ANNOTATION, redact_secret, strip_node_heartbeats
+from producers.strip import (
+    LAST_APPLIED,
+    LEADER_ANNOTATION,
+    KindRules,
+    redact_secret,
+    strip_node_heartbeats,
+)
 
 #: An object or metadata as its members, undecoded. Decoded values replace raw ones
 #: where they change; the encoder writes both kinds.
@@ -100,18 +105,10 @@ class Shaped:
     app: str
 
 
-class KindShaper:
+class KindShaper(KindRules):
     """Shapes the objects of one kind (what depends on the kind is worked out once)."""
 
-    __slots__ = ("_drop_last_applied", "_hash_key", "_node", "_secret", "api_version", "kind")
-
-    def __init__(self, group: str, version: str, kind: str, config: StripConfig) -> None:
-        self.api_version = f"{group}/{version}" if group else version
-        self.kind = kind
-        self._secret = group == "" and kind == "Secret"
-        self._node = group == "" and kind == "Node" and config.strip_node_heartbeats
-        self._drop_last_applied = self._secret or not config.keep_last_applied
-        self._hash_key = config.secret_hash_key
+    __slots__ = ()
 
     def open(self, raw: bytes | msgspec.Raw) -> Opened | None:
         """Split ``raw``; None when it is not an object with a metadata object and a name."""

@@ -27,10 +27,10 @@ FINGERPRINT_SIZE: Final = 8
 _SORT: Final = orjson.OPT_SORT_KEYS
 
 
-class KindStripper:
-    """:func:`strip_object` for one kind: what depends only on the kind and the
-    configuration is worked out once, not per object (the initial sync strips
-    every object of the cluster)."""
+class KindRules:
+    """What stripping decides from the kind and the configuration alone, worked out once
+    per kind, not per object (the initial sync handles every object of the cluster).
+    Shared by :class:`KindStripper` (decoded objects) and ``shape.KindShaper`` (raw JSON)."""
 
     __slots__ = ("_drop_last_applied", "_hash_key", "_node", "_secret", "api_version", "kind")
 
@@ -41,6 +41,12 @@ class KindStripper:
         self._node = group == "" and kind == "Node" and config.strip_node_heartbeats
         self._drop_last_applied = self._secret or not config.keep_last_applied
         self._hash_key = config.secret_hash_key
+
+
+class KindStripper(KindRules):
+    """:func:`strip_object` for one kind."""
+
+    __slots__ = ()
 
     def strip(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Remove noise and secrets from ``obj`` in place and return it (see strip_object)."""
