@@ -435,8 +435,15 @@ def java_command(config: LocalBrokerConfig, main_class: str, *args: str) -> list
 
 
 def random_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as kafka-storage makes)."""
-    return urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as kafka-storage makes).
+
+    One in 64 such strings starts with ``-``, which kafka-storage's argument parser reads as
+    an option ("--cluster-id: expected one argument"); Kafka's own ``Uuid.randomUuid`` draws
+    again in that case, and so do we."""
+    while True:
+        cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 METADATA_API_KEY = 3
