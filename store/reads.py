@@ -57,6 +57,11 @@ def _after(cursor: bytes | None) -> bytes | None:
     return None if cursor is None else cursor + b"\x00"
 
 
+#: Times a read follows an object to a newer state before giving up (each needs the
+#: reader to catch up again between two lookups: more than twice is not seen).
+_FOLLOW_ATTEMPTS = 4
+
+
 def _limit(limit: int) -> int:
     return max(1, min(limit, MAX_LIMIT))
 
@@ -103,32 +108,52 @@ class ViewReads:
         """The object's JSON bytes exactly as stored, or None."""
         key = L.object_key(cluster, group, kind, namespace, name)
         meta = self._h.cfs[L.CF_OBJMETA].get(key)
-        return self._current_body(key, meta) if meta is not None else None
+        current = self._current(key, meta) if meta is not None else None
+        return current[1] if current is not None else None
 
     def get_entry(
         self, cluster: str, group: str, kind: str, namespace: str, name: str
     ) -> StoredObject | None:
         key = L.object_key(cluster, group, kind, namespace, name)
         meta = self._h.cfs[L.CF_OBJMETA].get(key)
-        if meta is None:
-            return None
-        body = self._current_body(key, meta)
-        return decode_stored(key, meta, body) if body is not None else None
+        current = self._current(key, meta) if meta is not None else None
+        return decode_stored(key, *current) if current is not None else None
 
-    def _current_body(self, objkey: bytes, meta: bytes) -> bytes | None:
-        value: bytes | None = self._h.cfs[L.CF_VERSIONS].get(L.version_key(objkey, meta))
-        return L.body_of_version(value) if value is not None else None
+    def _current(self, objkey: bytes, meta: bytes) -> tuple[bytes, bytes] | None:
+        """(meta, body) of the object's current version, starting from ``meta`` as read.
+
+        A reader's two lookups are not one snapshot: a secondary that catches up (or
+        reopens) between them may already have dropped the version ``meta`` names (the
+        writer deletes a replaced version in the same batch when no history is kept).
+        A missing version therefore means "newer state": read the meta again and follow
+        it; None only when the object is gone in that newer state."""
+        for _ in range(_FOLLOW_ATTEMPTS):
+            h = self._h  # the handles now: a reopened reader has new ones
+            value: bytes | None = h.cfs[L.CF_VERSIONS].get(L.version_key(objkey, meta))
+            if value is not None:
+                return meta, L.body_of_version(value)
+            newer: bytes | None = h.cfs[L.CF_OBJMETA].get(objkey)
+            if newer is None or newer == meta:
+                return None
+            meta = newer
+        return None
 
     def _current_bodies(self, keys: list[bytes], metas: list[bytes | None]) -> list[bytes | None]:
         """Bodies of the current versions of ``keys`` (None where the meta is None), with
-        one MultiGet. A secondary that caught up between the two reads may see a meta
-        whose version is gone: None there too, as for an object deleted meanwhile."""
+        one MultiGet; a version missing because the reader caught up between the two
+        reads is followed to the newer state (:meth:`_current`)."""
         wanted = [L.version_key(k, m) for k, m in zip(keys, metas, strict=True) if m is not None]
         found = iter(multi_get(self._h.cfs[L.CF_VERSIONS], wanted))
         out: list[bytes | None] = []
-        for m in metas:
+        for k, m in zip(keys, metas, strict=True):
             value = next(found) if m is not None else None
-            out.append(L.body_of_version(value) if value is not None else None)
+            if value is not None:
+                out.append(L.body_of_version(value))
+            elif m is not None:
+                current = self._current(k, m)
+                out.append(current[1] if current is not None else None)
+            else:
+                out.append(None)
         return out
 
     def list_objects(
@@ -483,8 +508,9 @@ class ViewReads:
         key = L.object_key(cluster, group, kind, namespace, name)
         meta = self._h.cfs[L.CF_OBJMETA].get(key)
         if meta is not None and L.META.unpack_from(meta)[6] <= at_ms:
-            body = self._current_body(key, meta)
-            return decode_stored(key, meta, body) if body is not None else None
+            current = self._current(key, meta)
+            if current is not None and L.META.unpack_from(current[0])[6] <= at_ms:
+                return decode_stored(key, *current)
         it = self._h.cfs[L.CF_VERSIONS].iter()
         try:
             it.seek_for_prev(L.history_key(key, at_ms, 2**64 - 1))

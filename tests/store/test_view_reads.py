@@ -5,14 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from view_feed import Feed, body_of
 
 from deltas import Op
 from store import Item, StoreOptions, View, ViewReader
+from store import layout as L
 from store.reads import CONTENT_CFS
 
 OPTS = StoreOptions(history_retention_s=0)
@@ -328,3 +331,69 @@ def test_a_reader_follows_the_writer_through_bulk_mode_and_reopens(tmp_path: Pat
                 seen.append(reader.count())
             assert seen == sorted(seen)  # never went back in time
             assert reader.reopens >= 4
+
+
+class _CatchUpBetweenReads:
+    """The ``versions`` column family of a reader, seen through a hook: the first lookup
+    runs ``between`` first (the writer commits, the reader catches up), the race a
+    query service's background catch-up thread can hit between a request's two reads."""
+
+    def __init__(self, real: Any, between: Callable[[], None]) -> None:
+        self._real = real
+        self._between: Callable[[], None] | None = between
+
+    def get(self, key: Any) -> Any:
+        if self._between is not None:
+            between, self._between = self._between, None
+            between()
+        return self._real.get(key)
+
+
+@pytest.mark.parametrize("read", ["get", "get_entry", "list", "by_label"])
+def test_a_reader_catching_up_between_its_two_lookups_returns_the_newer_version(
+    view: View, tmp_path: Path, read: str
+) -> None:
+    # No history (OPTS): the writer deletes a replaced version in the same batch, so the
+    # version the first lookup named is gone when the second one runs.
+    feed = Feed("alpha")
+    view.apply([feed.upsert("a", "1", labels={"app": "web"})])
+    with ViewReader.open(Path(view._h.db.path()), tmp_path / "sec", OPTS) as reader:
+
+        def writer_moves_on() -> None:
+            view.apply([feed.upsert("a", "2", labels={"app": "web"})])
+            reader.catch_up()
+
+        real = reader._h.cfs[L.CF_VERSIONS]
+        reader._h.cfs[L.CF_VERSIONS] = _CatchUpBetweenReads(real, writer_moves_on)  # type: ignore[assignment]
+        if read == "get":
+            body = reader.get("alpha", "", "Pod", "default", "a")
+            assert body is not None
+            rv = orjson.loads(body)["metadata"]["resourceVersion"]
+        elif read == "get_entry":
+            entry = reader.get_entry("alpha", "", "Pod", "default", "a")
+            assert entry is not None
+            assert entry.resource_version == "2"  # meta and body of the same version
+            rv = orjson.loads(entry.body)["metadata"]["resourceVersion"]
+        else:
+            page = reader.list_objects() if read == "list" else reader.by_label("app", "web")
+            assert [i.name for i in page.items] == ["a"]
+            rv = orjson.loads(page.items[0].body)["metadata"]["resourceVersion"]
+        assert rv == "2"
+        reader._h.cfs[L.CF_VERSIONS] = real
+
+
+def test_a_reader_catching_up_to_a_delete_between_its_lookups_finds_nothing(
+    view: View, tmp_path: Path
+) -> None:
+    feed = Feed("alpha")
+    view.apply([feed.upsert("a", "1")])
+    with ViewReader.open(Path(view._h.db.path()), tmp_path / "sec", OPTS) as reader:
+
+        def writer_deletes() -> None:
+            view.apply([feed.delete("a")])
+            reader.catch_up()
+
+        real = reader._h.cfs[L.CF_VERSIONS]
+        reader._h.cfs[L.CF_VERSIONS] = _CatchUpBetweenReads(real, writer_deletes)  # type: ignore[assignment]
+        assert reader.get("alpha", "", "Pod", "default", "a") is None
+        reader._h.cfs[L.CF_VERSIONS] = real
