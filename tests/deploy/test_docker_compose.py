@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from plumbing.broker import index_bytes_for
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
@@ -96,3 +98,9 @@ def test_kafka_is_published_on_loopback_only_with_large_records() -> None:
     environment = kafka["environment"]
     assert int(environment["KAFKA_MESSAGE_MAX_BYTES"]) >= 8 * 1024 * 1024
     assert environment["KAFKA_LOG_CLEANER_ENABLE"] == "true"
+
+
+def test_kafka_in_compose_sizes_its_index_files_as_the_local_broker_does() -> None:
+    environment = load_compose()["services"]["kafka"]["environment"]
+    segment_bytes = int(environment["KAFKA_LOG_SEGMENT_BYTES"])
+    assert int(environment["KAFKA_LOG_INDEX_SIZE_MAX_BYTES"]) == index_bytes_for(segment_bytes)

@@ -75,6 +75,26 @@ def test_server_properties_fit_our_traffic(tmp_path: Path) -> None:
     assert settings["log.dirs"] == str(tmp_path / "data")
 
 
+@pytest.mark.parametrize("segment_mib", [1, 64, 1024])
+def test_index_files_are_sized_to_a_full_segment_not_kafkas_10_mib(
+    tmp_path: Path, segment_mib: int
+) -> None:
+    """Sparse 10 MiB index files cost the broker most of its CPU in page-fault zeroing at
+    1,000 partitions; the size must still hold every entry of a full segment (one per
+    4 KiB appended, 12 B in the time index), or segments roll early."""
+    config = LocalBrokerConfig(
+        home=tmp_path, port=19092, controller_port=19093, segment_bytes=segment_mib * broker.MIB
+    )
+    lines = broker.server_properties(config).splitlines()
+    settings = dict(line.split("=", 1) for line in lines if not line.startswith("#"))
+    index_bytes = int(settings["log.index.size.max.bytes"])
+    entries_of_a_full_segment = segment_mib * broker.MIB // 4096
+    assert index_bytes >= 12 * entries_of_a_full_segment
+    assert index_bytes <= max(64 * broker.KIB, 24 * entries_of_a_full_segment)
+    if segment_mib == 64:
+        assert index_bytes < 1 * broker.MIB  # the default broker: well under Kafka's 10 MiB
+
+
 def test_cluster_id_is_kraft_shaped() -> None:
     ids = {broker.random_cluster_id() for _ in range(20)}
     assert len(ids) == 20
