@@ -75,7 +75,7 @@ class E2eConfig:
     duration_s: float = 60.0  #: length of the churn phase, seconds
     probes: int = 300  #: probe changes spread over the churn phase (latency samples)
     producer_processes: int | None = None  #: None = one per 250 clusters
-    partitions: int = 3  #: partitions per cluster topic
+    partitions: int = 1  #: partitions per cluster topic (the producer's default)
     seed: int = 1  #: simulator and probe seed
     work_dir: Path = Path(".kubedelta/bench/e2e")  #: store, logs; emptied at start
     baselines: bool = True  #: run the aiokafka / Quix / replay baselines afterwards
@@ -405,7 +405,7 @@ def write_plots(json_path: Path, series: dict[str, Any]) -> list[Path]:
     help="Producer processes [1 per 250 clusters].",
 )
 @click.option(
-    "--partitions", type=click.IntRange(min=1), default=None, help="Partitions per topic [3]."
+    "--partitions", type=click.IntRange(min=1), default=None, help="Partitions per topic [1]."
 )
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option(

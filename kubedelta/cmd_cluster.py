@@ -68,7 +68,7 @@ def cluster() -> None:
 @cluster.command("add")
 @click.argument("name")
 @click.option("--topic-prefix", default=DEFAULT_TOPIC_PREFIX, show_default=True)
-@click.option("--partitions", type=int, default=3, show_default=True)
+@click.option("--partitions", type=int, default=1, show_default=True)
 @click.option(
     "--replication",
     type=int,

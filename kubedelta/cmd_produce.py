@@ -52,7 +52,7 @@ class ProduceSettings(KafkaSettings):
     kubeconfig: str = ""
     kube_context: str = ""
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
-    partitions: int = 3
+    partitions: int = 1
     replication: int = 1
     min_compaction_lag_ms: int = 3_600_000
     compression: str = "zstd"

@@ -90,7 +90,11 @@ class TopicConfig:
     """The cluster's topic, created when absent."""
 
     prefix: str = DEFAULT_TOPIC_PREFIX
-    partitions: int = 3  #: used only when creating; an existing topic keeps its count
+    #: Used only when creating; an existing topic keeps its count. One: a cluster's changes
+    #: are far below a partition's throughput, and every partition costs the broker and
+    #: each consumer fetch (1,000 clusters x 1,000 objects: initial sync 133 s with 3, 110 s
+    #: with 1; broker CPU 41 -> 22 s). More only to split one big cluster across shards.
+    partitions: int = 1
     replication: int = 1  #: 3 in production (with min.insync.replicas=2)
     #: Records younger than this are never compacted away: the window of history
     #: that point-in-time reads can see (1 h).
