@@ -460,14 +460,15 @@ def command(
     def pick(value: Any, name: str, default: Any) -> Any:
         return value if value is not None else preset.get(name, default)
 
+    defaults = E2eConfig()
     cfg = E2eConfig(
-        clusters=pick(clusters, "clusters", 10),
-        objects=pick(objects, "objects", 1_000),
+        clusters=pick(clusters, "clusters", defaults.clusters),
+        objects=pick(objects, "objects", defaults.objects),
         churn_per_s=churn,
-        duration_s=pick(duration, "duration", 60.0),
-        probes=pick(probes, "probes", 300),
-        producer_processes=pick(producers, "producers", None),
-        partitions=pick(partitions, "partitions", 3),
+        duration_s=pick(duration, "duration", defaults.duration_s),
+        probes=pick(probes, "probes", defaults.probes),
+        producer_processes=pick(producers, "producers", defaults.producer_processes),
+        partitions=pick(partitions, "partitions", defaults.partitions),
         seed=seed,
         work_dir=work_dir,
         baselines=baselines,

@@ -74,3 +74,31 @@ async def test_tiny_e2e_run_verifies_and_reports_every_metric(
     # Without matplotlib no files; with it, two PNGs beside the JSON.
     written = write_plots(tmp_path / "report.json", series)
     assert all(p.exists() for p in written)
+
+
+@pytest.mark.parametrize(
+    ("args", "partitions"), [([], None), (["--partitions", "4"], 4), (["--large"], 1)]
+)
+def test_e2e_options_fall_back_to_the_producers_defaults(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], partitions: int | None
+) -> None:
+    """Without --partitions the run's topics get what a producer would create (a
+    hard-coded 3 here once outlived the producer's change to 1)."""
+    from click.testing import CliRunner
+
+    import bench.e2e
+    from producers.config import TopicConfig
+
+    seen: list[E2eConfig] = []
+
+    async def fake_run(cfg: E2eConfig, partial: object) -> None:
+        seen.append(cfg)
+        raise KeyboardInterrupt  # stop before anything starts
+
+    monkeypatch.setattr(bench.e2e, "run_e2e", fake_run)
+    monkeypatch.setattr(bench.e2e, "interrupt_on_sigterm", lambda: None)
+    CliRunner().invoke(bench.e2e.command, args)
+    assert len(seen) == 1
+    expected = partitions if partitions is not None else TopicConfig().partitions
+    assert seen[0].partitions == expected
+    assert E2eConfig().partitions == TopicConfig().partitions
