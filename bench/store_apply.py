@@ -32,6 +32,7 @@ import click
 import psutil
 
 from bench.codec import make_pod, pod_delta
+from bench.errors import BenchError
 from bench.report import Machine, Progress, Report, emit, json_option
 from deltas import BodyEncoding, Delta, encode, partition_for, topic_for
 from store import SourceRecord, StoreOptions, View
@@ -132,6 +133,34 @@ def apply_batches(view: View, batches: Iterator[list[SourceRecord]], bar: Progre
     return t
 
 
+#: Point GETs timed on the compacted store (objects spread over every cluster).
+GET_SAMPLE = 2_000
+
+
+def time_gets(view: View, config: StoreApplyConfig) -> float:
+    """Mean wall time of a GET (us) on the compacted store, second of two passes over the
+    same sample (the first warms the block cache). Compacted files are what a long-lived
+    store serves from: their index and filter blocks once thrashed a too-small cache
+    shard, ~1 ms per GET, invisible on a freshly written store."""
+    per_cluster = max(1, GET_SAMPLE // config.clusters)
+    items = [
+        item
+        for c in range(config.clusters)
+        for item in view.list_objects(clusters=[f"bench-{c}"], limit=per_cluster).items
+    ]
+    if not items:
+        return 0.0
+    keys = [(i.cluster, i.group, i.kind, i.namespace, i.name) for i in items]
+    elapsed = 0.0
+    for _ in range(2):
+        started = time.perf_counter()
+        for key in keys:
+            if view.get(*key) is None:
+                raise BenchError(f"object {key} listed but not found by GET")
+        elapsed = time.perf_counter() - started
+    return elapsed / len(keys) * 1e6
+
+
 def run(config: StoreApplyConfig) -> Report:
     n_batches = -(-config.records // config.batch_size)
     tmp = None
@@ -156,6 +185,7 @@ def run(config: StoreApplyConfig) -> Report:
                 view.compact()
                 compacted = view.disk_usage()
                 objects = view.count()
+                get_us = time_gets(view, config)
             finally:
                 view.close()
     finally:
@@ -173,6 +203,7 @@ def run(config: StoreApplyConfig) -> Report:
         "disk_bytes_per_object_compacted": compacted / max(objects, 1),
         "objects": objects,
         "rss_bytes": rss,
+        "get_us_compacted": get_us,
     }
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     return Report("store-apply", params, metrics, Machine.current())

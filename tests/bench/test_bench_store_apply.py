@@ -19,6 +19,7 @@ def test_every_pod_is_created_then_updated_then_replayed(tmp_path: Path) -> None
     for name in ("create_records_per_s", "update_records_per_s", "replay_skip_records_per_s"):
         assert m[name] > 0
     assert m["disk_bytes_per_object_compacted"] > 0
+    assert m["get_us_compacted"] > 0
 
 
 def test_batches_are_grouped_by_partition_with_ascending_offsets() -> None:
