@@ -17,7 +17,7 @@ import click
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr, ValidationError
 
-from deltas import DEFAULT_TOPIC_PREFIX
+from deltas import DEFAULT_TOPIC_PREFIX, KubedeltaError
 from kubedelta.kafka_settings import KafkaSettings, bootstrap_option
 from plumbing.health import HealthServer, HealthServerConfig
 from producers.agent import ClusterProducer, freeze_heap, run_producers, tune_gc
@@ -250,4 +250,7 @@ def produce(**options: Any) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     tune_gc()
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except KubedeltaError as exc:  # not retriable (e.g. no way to reach the API server)
+        raise click.ClickException(str(exc)) from exc

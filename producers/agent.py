@@ -109,6 +109,9 @@ class ClusterProducer:
     async def run(self) -> None:
         """Run until ``request_stop``; then stop the watches and flush to Kafka."""
         try:
+            # Before the topic: an unusable API configuration (no ServiceAccount, bad
+            # kubeconfig) is a human's problem, not retried.
+            self.api = await KubeApi.connect(self.config.api, self._http)
             partitions = await self._retry("preparing the topic", self._prepare_topic)
             if partitions is None:
                 return
@@ -134,7 +137,6 @@ class ClusterProducer:
                 self._on_ack,
             )
             self.sink.start()
-            self.api = await KubeApi.connect(self.config.api, self._http)
             self.started_at = time.monotonic()
             self.started_cpu_s = time.process_time()
             loops = [
@@ -334,6 +336,10 @@ async def run_producers(
     shared: list[SharedKafka] = []
     http = HttpPool()
     try:
+        # A way to every API server first (local: files and environment only): a missing
+        # ServiceAccount or a bad kubeconfig is reported at once, not after Kafka answers.
+        for config in configs:
+            await (await KubeApi.connect(config.api, http)).close()
         for members in groups.values():
             transport = await _start_transport(members[0], stop)
             if transport is None:

@@ -19,16 +19,19 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 from yarl import URL
 
 from producers.config import ApiConnectionConfig
 from producers.errors import (
+    ApiConfigError,
     ApiError,
     ApiRejectedError,
     ApiThrottledError,
@@ -192,14 +195,30 @@ class KubeApi:
                 configuration.api_key = {"BearerToken": config.token}
                 configuration.api_key_prefix = {"BearerToken": "Bearer"}
         elif config.kubeconfig:
-            await k8s_config.load_kube_config(
-                config_file=config.kubeconfig,
-                context=config.context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
+            try:
+                await k8s_config.load_kube_config(
+                    config_file=config.kubeconfig,
+                    context=config.context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+            except (k8s_config.ConfigException, OSError, ValueError) as exc:
+                raise ApiConfigError(
+                    f"cannot use kubeconfig {config.kubeconfig!r}"
+                    f"{f' (context {config.context!r})' if config.context else ''}: {exc}"
+                ) from exc
         else:
-            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            folder = Path(config.service_account_dir)
+            loader = InClusterConfigLoader(
+                token_filename=str(folder / "token"), cert_filename=str(folder / "ca.crt")
+            )
+            try:
+                loader.load_and_set(configuration)
+            except (k8s_config.ConfigException, OSError) as exc:
+                raise ApiConfigError(
+                    f"no in-cluster ServiceAccount to reach the API server ({exc}); give "
+                    f"--kubeconfig or --api-url outside a cluster"
+                ) from exc
         if pool is None:
             return cls(configuration, HttpPool(), owns_pool=True)
         return cls(configuration, pool)

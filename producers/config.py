@@ -12,6 +12,8 @@ from plumbing.kafka import MAX_RECORD_BYTES, KafkaConnection
 #: Kinds skipped unless included explicitly: Events are ephemeral, high-volume
 #: notifications (and served twice, core and events.k8s.io); Leases renew every
 #: few seconds per node and controller, pure heartbeat traffic for a resource cache.
+#: Where Kubernetes mounts a Pod's ServiceAccount token and the cluster CA.
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 DEFAULT_EXCLUDED_KINDS: tuple[str, ...] = ("events", "events.events.k8s.io", "leases")
 
 
@@ -23,6 +25,10 @@ class ApiConnectionConfig:
     token: str | None = field(default=None, repr=False)  #: bearer token for ``url``
     kubeconfig: str | None = None  #: path of a kubeconfig file
     context: str | None = None  #: kubeconfig context, None = current-context
+    #: Where the in-cluster ServiceAccount is mounted (``token``, ``ca.crt``); used when
+    #: neither url nor kubeconfig is set. The API server address comes from the
+    #: KUBERNETES_SERVICE_HOST/PORT environment variables, as for every in-cluster client.
+    service_account_dir: str = SERVICE_ACCOUNT_DIR
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,12 @@ class ApiUnavailableError(ApiError, TransientError):
     """5xx, a dropped or silent connection, a timeout: back off and resume."""
 
 
+class ApiConfigError(ProducerError):
+    """The way to reach the API server is unusable: no in-cluster ServiceAccount (token,
+    CA, KUBERNETES_SERVICE_HOST/PORT), or a kubeconfig that cannot be loaded. Not
+    retried: it needs a human (or a correct mount)."""
+
+
 class ApiRejectedError(ApiError):
     """4xx other than 410/429 (401, 403, 404, ...): retried slowly, it needs a human or
     a discovery refresh (a removed kind answers 404 until discovery stops its watch)."""

@@ -47,6 +47,10 @@ class SimulatorConfig:
     #: server does. Off by default: it costs simulator CPU that benchmarks want
     #: for the system under test.
     compress_responses: bool = False
+    #: Also serve this cluster at the root path (``/api``, ``/apis``, ...), as a real API
+    #: server is addressed: in-cluster clients (KUBERNETES_SERVICE_HOST/PORT) have no path
+    #: prefix. None: clusters only under ``/clusters/<name>``.
+    root_cluster: str | None = None
     #: Version reported by ``/version``.
     kubernetes_version: str = "v1.30.4"
     #: Serve aggregated discovery (``apidiscovery.k8s.io/v2``, as Kubernetes >= 1.27):
@@ -67,6 +71,10 @@ class SimulatorConfig:
             raise SimulatorConfigError("intervals and timeouts must be > 0")
         if self.list_snapshots_per_cluster < 1:
             raise SimulatorConfigError("list_snapshots_per_cluster must be >= 1")
+        if self.root_cluster is not None and self.root_cluster not in self.clusters:
+            raise SimulatorConfigError(
+                f"root_cluster {self.root_cluster!r} is not one of the simulated clusters"
+            )
 
 
 @dataclass(frozen=True, slots=True)

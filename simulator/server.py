@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 _JSON = "application/json"
 _WATCH_WRITE_BATCH = 500  #: initial-event lines per write
 _COMPRESS_ABOVE = 128 * 1024  #: the real server's gzip threshold
+#: First path segments of a real API server's own endpoints (served for ``root_cluster``).
+_ROOT_PATHS = frozenset({"api", "apis", "version", "openapi", "healthz", "readyz", "livez"})
 _FAULT_REASONS = {
     429: "TooManyRequests",
     500: "InternalError",
@@ -317,6 +319,9 @@ class ApiServer:
                 return await self._cluster_request(request, parts[2], parts[3:])
             if len(parts) >= 2 and parts[1] == "_sim":
                 return await self._control(request, parts[2:])
+            root = self.config.root_cluster
+            if root is not None and len(parts) >= 2 and parts[1] in _ROOT_PATHS:
+                return await self._cluster_request(request, root, parts[1:])
             return status_response(
                 404, "NotFound", "the server could not find the requested resource"
             )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import resource
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -58,8 +59,11 @@ class Simulator:
             raise UnknownClusterError(f"cluster {name!r} is not simulated") from None
 
     @contextlib.asynccontextmanager
-    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-        """Serve every cluster over HTTP; yields the base URL (``port=0``: any free port)."""
+    async def serve(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> AsyncIterator[str]:
+        """Serve every cluster over HTTP (HTTPS with ``ssl_context``); yields the base URL
+        (``port=0``: any free port)."""
         _raise_open_file_limit()
         runner = web.AppRunner(
             self.api.application(),
@@ -69,10 +73,10 @@ class Simulator:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port, backlog=_BACKLOG)
+            site = web.TCPSite(runner, host, port, backlog=_BACKLOG, ssl_context=ssl_context)
             await site.start()
             bound_port = runner.addresses[0][1]
-            yield f"http://{host}:{bound_port}"
+            yield f"{'https' if ssl_context is not None else 'http'}://{host}:{bound_port}"
         finally:
             await self.stop_churn()
             self.api.stop_watches()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import socket
 import sys
 import uuid
@@ -98,3 +99,30 @@ async def test_cli_multiplexed_ready_metrics_and_sigterm_flush(kafka_bootstrap: 
         meta = target["metadata"]
         key = f"\x00ConfigMap\x00{meta['namespace']}\x00{meta['name']}".encode()
         assert b'"flushed":"before-exit"' in bodies[key]
+
+
+async def test_cli_without_a_way_to_the_api_server_says_so_before_touching_kafka() -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KUBERNETES_SERVICE_", "KUBEDELTA_"))
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from kubedelta.cli import main; main()",
+        "produce",
+        "--cluster",
+        "nowhere",
+        "--bootstrap",
+        "127.0.0.1:1",  # nothing listens: the API configuration must fail first
+        "--health-port",
+        "0",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert "no in-cluster ServiceAccount" in err.decode()
+    assert "Traceback" not in err.decode()

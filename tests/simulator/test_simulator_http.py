@@ -625,3 +625,22 @@ async def test_aggregated_discovery_only_when_asked_and_enabled(env: Env) -> Non
         assert [i["metadata"]["name"] for i in core["items"]] == [""]
         async with http.get(f"{base}/apis") as r:  # no Accept: legacy
             assert orjson.loads(await r.read())["kind"] == "APIGroupList"
+
+
+async def test_root_cluster_is_also_served_at_the_api_server_root() -> None:
+    sim = Simulator(SimulatorConfig(clusters=("a", "b"), objects_per_cluster=10, root_cluster="b"))
+    async with sim.serve() as base, aiohttp.ClientSession() as http:
+
+        async def names(url: str) -> set[str]:
+            async with http.get(url) as response:
+                assert response.status == 200
+                return {i["metadata"]["name"] for i in (await response.json())["items"]}
+
+        assert await names(f"{base}/api/v1/pods") == await names(f"{base}/clusters/b/api/v1/pods")
+        async with http.get(f"{base}/metrics") as response:
+            assert response.status == 404  # only a real API server's own paths
+
+
+def test_root_cluster_must_be_one_of_the_simulated_clusters() -> None:
+    with pytest.raises(ValueError, match="root_cluster 'z'"):
+        SimulatorConfig(clusters=("a",), root_cluster="z")
