@@ -31,9 +31,10 @@ from store.layout import (
 )
 from store.options import StoreOptions
 
-#: CFs read by point lookups of keys that may be absent (read-before-write, GET): they
-#: get a bloom filter. ``versions`` is read by keys taken from objmeta: always present.
-_POINT_LOOKUP_CFS = frozenset({CF_OBJMETA})
+#: CFs read by point lookups (read-before-write, GET): they get a bloom filter. objmeta's
+#: keys are often absent (every create); a ``versions`` key is present in one file, and
+#: the filter lets a GET skip the other L0 files, which all span the whole key range.
+_POINT_LOOKUP_CFS = frozenset({CF_OBJMETA, CF_VERSIONS})
 #: CFs with large values: ZSTD in the bottommost level, larger blocks.
 _LARGE_CFS = frozenset({CF_VERSIONS})
 
@@ -56,6 +57,7 @@ def _cf_options(name: str, opts: StoreOptions, cache: Cache) -> Options:
     cf.set_block_based_table_factory(table)
     if name == CF_VERSIONS:
         cf.set_write_buffer_size(opts.write_buffer_bytes)
+        cf.set_level_zero_file_num_compaction_trigger(opts.versions_l0_compaction_trigger)
     elif name in (CF_OBJMETA, CF_CHANGES):
         cf.set_write_buffer_size(max(opts.write_buffer_bytes // 4, 4 * 1024 * 1024))
     else:

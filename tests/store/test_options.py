@@ -1,0 +1,52 @@
+"""StoreOptions: bad values are refused with the project's ConfigError, and the tuned
+knobs reach RocksDB (read back from the OPTIONS file RocksDB writes at open)."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+import pytest
+
+from deltas.errors import ConfigError
+from store import StoreOptions, View
+from store import layout as L
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("versions_l0_compaction_trigger", 1),
+        ("versions_l0_compaction_trigger", 20),
+        ("max_background_jobs", 0),
+        ("block_cache_bytes", 1024),
+        ("zstd_dictionary_bytes", -1),
+        ("bottommost_compression", "snappy"),
+    ],
+)
+def test_a_setting_that_cannot_work_is_refused(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=field):
+        StoreOptions(**{field: value})  # type: ignore[arg-type]
+
+
+def _rocksdb_options(store: Path) -> configparser.ConfigParser:
+    latest = max(store.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read_string(latest.read_text())
+    return parser
+
+
+def test_versions_compacts_at_more_l0_files_and_point_lookup_cfs_have_bloom_filters(
+    tmp_path: Path,
+) -> None:
+    View.open(tmp_path / "s", StoreOptions(versions_l0_compaction_trigger=6)).close()
+    options = _rocksdb_options(tmp_path / "s")
+
+    def cf(section: str, name: str, key: str) -> str:
+        return options[f'{section} "{name}"'][key]
+
+    assert cf("CFOptions", L.CF_VERSIONS, "level0_file_num_compaction_trigger") == "6"
+    assert cf("CFOptions", L.CF_OBJMETA, "level0_file_num_compaction_trigger") == "4"
+    for name in (L.CF_VERSIONS, L.CF_OBJMETA):
+        assert "bloomfilter" in cf("TableOptions/BlockBasedTable", name, "filter_policy")
+    assert cf("TableOptions/BlockBasedTable", L.CF_IDX_LABEL, "filter_policy") == "nullptr"
