@@ -54,6 +54,9 @@ class ChurnDriver:
         self.max_burst_s = max_burst_s
         self.budget = 0.0
         self.changes = 0  #: object changes (watch events) made so far
+        #: (cluster, node) -> InternalIP: new Pods need their node's address, and
+        #: decoding a whole Node (kilobytes of images and conditions) per Pod was costly.
+        self._node_ips: dict[tuple[str, str], str] = {}
         self.operations: Counter[str] = Counter()
         ops: list[tuple[float, Callable[[ClusterState], int]]] = [
             (mix.creates, self.create),
@@ -118,10 +121,10 @@ class ChurnDriver:
                 )
                 cluster.create_quietly(pod)
                 return 1
-        namespace = cluster.random_object("", "Namespace", self.rng)
+        namespace = cluster.random_identity("", "Namespace", self.rng)
         if namespace is None:
             return 0
-        cluster.create_quietly(self._config_map(namespace["metadata"]["name"]))
+        cluster.create_quietly(self._config_map(namespace[1]))
         return 1
 
     def update_pod_status(self, cluster: ClusterState) -> int:
@@ -133,11 +136,10 @@ class ChurnDriver:
 
     def delete(self, cluster: ClusterState) -> int:
         kind = "Pod" if self.rng.random() < 0.6 else "ConfigMap"
-        victim = cluster.random_object("", kind, self.rng)
+        victim = cluster.random_identity("", kind, self.rng)
         if victim is None:
             return 0
-        meta = victim["metadata"]
-        cluster.delete("", kind, meta.get("namespace", ""), meta["name"])
+        cluster.delete("", kind, *victim)
         return 1
 
     def scale_deployment(self, cluster: ClusterState) -> int:
@@ -186,13 +188,13 @@ class ChurnDriver:
         changed += 1
         for index in range(new, old):
             name = replica_pod_name(replica_set, index)
-            if cluster.get("", "Pod", namespace, name) is not None:
+            if cluster.exists("", "Pod", namespace, name):
                 cluster.delete("", "Pod", namespace, name)
                 changed += 1
         node = self._node(cluster)
         for index in range(old, new):
             name = replica_pod_name(replica_set, index)
-            if node is None or cluster.get("", "Pod", namespace, name) is not None:
+            if node is None or cluster.exists("", "Pod", namespace, name):
                 continue
             cluster.create_quietly(
                 self.make.pod(
@@ -210,14 +212,19 @@ class ChurnDriver:
 
     # -- helpers ------------------------------------------------------------------------------
     def _node(self, cluster: ClusterState) -> tuple[str, str] | None:
-        node = cluster.random_object("", "Node", self.rng)
-        if node is None:
+        picked = cluster.random_identity("", "Node", self.rng)
+        if picked is None:
             return None
-        addresses = node.get("status", {}).get("addresses", [])
-        internal = next(
-            (a["address"] for a in addresses if a.get("type") == "InternalIP"), "10.0.0.1"
-        )
-        return node["metadata"]["name"], internal
+        name = picked[1]
+        internal = self._node_ips.get((cluster.name, name))
+        if internal is None:
+            node = cluster.get("", "Node", "", name)
+            addresses = node.get("status", {}).get("addresses", []) if node else []
+            internal = next(
+                (a["address"] for a in addresses if a.get("type") == "InternalIP"), "10.0.0.1"
+            )
+            self._node_ips[(cluster.name, name)] = internal
+        return name, internal
 
     def _config_map(self, namespace: str) -> Obj:
         now = format_time(time.time())

@@ -351,3 +351,20 @@ def test_churn_only_status_updates_keeps_object_count() -> None:
     driver = ChurnDriver([cluster], rate_per_s=100.0, mix=mix, rng=random.Random(1))
     assert driver.step(1.0) == 100
     assert cluster.count() == count
+
+
+def test_random_identity_and_exists_name_live_objects_without_decoding() -> None:
+    cluster = Simulator(SimulatorConfig(clusters=("m",), objects_per_cluster=50, seed=4)).cluster(
+        "m"
+    )
+    rng = random.Random(1)
+    for group, kind in (("", "Pod"), ("", "Node"), ("", "Namespace")):
+        namespace, name = cluster.random_identity(group, kind, rng) or ("?", "?")
+        obj = cluster.get(group, kind, namespace, name)
+        assert obj is not None and obj["metadata"]["name"] == name
+        assert obj["metadata"].get("namespace", "") == namespace
+        assert cluster.exists(group, kind, namespace, name)
+        cluster.delete(group, kind, namespace, name)
+        assert not cluster.exists(group, kind, namespace, name)
+    assert cluster.random_identity("nope.example.com", "Thing", rng) is None
+    assert not cluster.exists("nope.example.com", "Thing", "", "x")
