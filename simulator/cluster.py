@@ -641,26 +641,30 @@ class ClusterState:
     def count(self) -> int:
         return sum(len(store.records) for store in self._kinds.values())
 
-    def random_object(self, group: str, kind: str, rng: random.Random) -> Obj | None:
-        """A uniformly chosen object of the kind (decoded), or None if there is none."""
+    def _random_key(
+        self, group: str, kind: str, rng: random.Random
+    ) -> tuple[KindStore, str] | None:
         store = self._kinds.get((group, kind))
         if store is None:
             return None
         key = store.random_key(rng)
-        if key is None:
+        return None if key is None else (store, key)
+
+    def random_object(self, group: str, kind: str, rng: random.Random) -> Obj | None:
+        """A uniformly chosen object of the kind (decoded), or None if there is none."""
+        picked = self._random_key(group, kind, rng)
+        if picked is None:
             return None
-        record = store.records[key]
-        return _decode(store.full_object(record[BODY]))
+        store, key = picked
+        return _decode(store.full_object(store.records[key][BODY]))
 
     def random_identity(self, group: str, kind: str, rng: random.Random) -> tuple[str, str] | None:
         """(namespace, name) of a uniformly chosen object of the kind, without decoding
         it (the churn often needs only a name; decoding was a quarter of its CPU)."""
-        store = self._kinds.get((group, kind))
-        if store is None:
+        picked = self._random_key(group, kind, rng)
+        if picked is None:
             return None
-        key = store.random_key(rng)
-        if key is None:
-            return None
+        store, key = picked
         if not store.spec.namespaced:
             return "", key
         namespace, _, name = key.partition("/")

@@ -6,7 +6,9 @@ throwaway CA; the server side verifies client certificates where the test says s
 from __future__ import annotations
 
 import base64
+import contextlib
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -84,46 +86,49 @@ def _sim_pod_names(sim: Simulator) -> set[str]:
     return {o["metadata"]["name"] for o in sim.cluster("t1").objects() if o.get("kind") == "Pod"}
 
 
-async def test_in_cluster_service_account_lists_and_watches_over_verified_tls(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextlib.asynccontextmanager
+async def _in_cluster_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str = TOKEN
+) -> AsyncIterator[tuple[Simulator, str, KubeApi]]:
+    """A simulator over HTTPS that requires TOKEN, and an API client configured the
+    in-cluster way with ``token`` and the cluster CA."""
     ca = make_ca("cluster-ca")
     sim = _simulator(required_token=TOKEN)
     async with sim.serve(ssl_context=_server_context(tmp_path, ca)) as base:
-        assert base.startswith("https://")
         _in_cluster_env(monkeypatch, base)
-        account = _service_account(tmp_path, ca.cert_pem)
+        account = _service_account(tmp_path, ca.cert_pem, token=token)
         api = await KubeApi.connect(ApiConnectionConfig(service_account_dir=str(account)))
         try:
-            assert api.host == base  # the API server root: no path prefix in-cluster
-            names = await _pod_names(api)
-            assert names and names == _sim_pod_names(sim)
-            lines = api.watch_lines(
-                "/api/v1/configmaps",
-                {"resourceVersion": "0", "timeoutSeconds": "1"},
-                idle_timeout_s=10,
-            )
-            events = [orjson.loads(line) async for line in lines]
-            assert events and {e["type"] for e in events} == {"ADDED"}
+            yield sim, base, api
         finally:
             await api.close()
+
+
+async def test_in_cluster_service_account_lists_and_watches_over_verified_tls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with _in_cluster_api(tmp_path, monkeypatch) as (sim, base, api):
+        assert base.startswith("https://")
+        assert api.host == base  # the API server root: no path prefix in-cluster
+        names = await _pod_names(api)
+        assert names and names == _sim_pod_names(sim)
+        lines = api.watch_lines(
+            "/api/v1/configmaps",
+            {"resourceVersion": "0", "timeoutSeconds": "1"},
+            idle_timeout_s=10,
+        )
+        events = [orjson.loads(line) async for line in lines]
+        assert events and {e["type"] for e in events} == {"ADDED"}
 
 
 async def test_in_cluster_token_is_what_authenticates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ca = make_ca("cluster-ca")
-    sim = _simulator(required_token=TOKEN)
-    async with sim.serve(ssl_context=_server_context(tmp_path, ca)) as base:
-        _in_cluster_env(monkeypatch, base)
-        account = _service_account(tmp_path, ca.cert_pem, token="someone-elses-token")
-        api = await KubeApi.connect(ApiConnectionConfig(service_account_dir=str(account)))
-        try:
-            with pytest.raises(ApiRejectedError) as refused:
-                await api.get_json("/api/v1/pods")
-            assert refused.value.status == 401
-        finally:
-            await api.close()
+    stranger = "someone-elses-token"
+    async with _in_cluster_api(tmp_path, monkeypatch, token=stranger) as (_, _, api):
+        with pytest.raises(ApiRejectedError) as refused:
+            await api.get_json("/api/v1/pods")
+        assert refused.value.status == 401
 
 
 async def test_a_server_certificate_from_another_ca_is_refused(
