@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from bench.query import _frame_times, parse_wrk
+from pathlib import Path
+
+from bench.query import QueryBenchConfig, _frame_times, fill, parse_wrk
 from deltas import Op
 from query.feed import change_event
-from store import Change
+from store import Change, StoreOptions, View
+from store import layout as L
+from store.db import open_secondary
 
 WRK = """Running 10s test @ http://127.0.0.1:8080
   1 threads and 8 connections
@@ -41,3 +45,18 @@ def test_frame_times_reads_the_feed_format() -> None:
     stream = b"".join(frames)
     parts = stream.split(b"\n\n")
     assert list(_frame_times(parts)) == [(7, 1_700_000_000_123), (8, 1_700_000_000_456)]
+
+
+def test_fill_leaves_every_object_readable_and_the_store_compacted(tmp_path: Path) -> None:
+    config = QueryBenchConfig(resources=3_000, clusters=2, batch=500)
+    keys, rate = fill(config, tmp_path / "store", "bq")
+    assert keys and rate > 0
+    with View.open(tmp_path / "store", StoreOptions(topic_prefix="bq")) as view:
+        assert all(view.get(c, "", "Pod", ns, name) is not None for c, ns, name in keys)
+    # Compacted: no column family has a file left in L0.
+    handles = open_secondary(tmp_path / "store", tmp_path / "secondary", StoreOptions())
+    try:
+        for cf in L.ALL_CFS:
+            assert handles.cfs[cf].property_int_value("rocksdb.num-files-at-level0") == 0, cf
+    finally:
+        handles.close()
