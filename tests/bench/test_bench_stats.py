@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from bench.feedwatch import SseParser
+from bench.feedwatch import SseEvent, SseParser
 from bench.kafkadisk import partition_dir_topic
 from bench.poller import PollerAccounting
 from bench.simclient import GZIP_THRESHOLD_BYTES, KindRef, ListResult, gzip_wire_bytes, parse_list
@@ -48,7 +48,7 @@ def test_per_hour_extrapolates_a_window() -> None:
 def test_sse_parser_handles_split_frames_comments_and_multiline_data() -> None:
     parser = SseParser()
     frames = b'id: 7\nevent: change\ndata: {"a":\ndata: 1}\n\n: heartbeat\n\nid: 8\nevent: change\ndata: x\n\n'
-    events = []
+    events: list[SseEvent] = []
     for i in range(0, len(frames), 5):  # arbitrary chunking
         events.extend(parser.feed(frames[i : i + 5]))
     assert [(e.event_id, e.event, e.data) for e in events] == [
