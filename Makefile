@@ -6,7 +6,7 @@
 #                (the kafka tests start the local broker themselves)
 #   make demo    the end-to-end demo (`kubedelta demo`, DEMO_ARGS for its options)
 #   make kafka   start the local broker (127.0.0.1:9092) and show its status
-#   make lint    ruff, ruff format --check, mypy --strict, import-linter
+#   make lint    ruff, ruff format --check, mypy --strict (code and tests), import-linter
 #
 # Settings: PYTHON (interpreter that creates .venv), PYTEST_ARGS, and the
 # broker's KUBEDELTA_HOME / KUBEDELTA_KAFKA_PORT (see README.md).
@@ -18,7 +18,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: test lint pytest demo kafka kafka-stop kafka-status jars install clean-kafka
+.PHONY: test lint mypy-tests pytest demo kafka kafka-stop kafka-status jars install clean-kafka
 
 test: lint jars
 	$(BIN)/pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
@@ -31,7 +31,17 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory mypy-tests
 	$(BIN)/lint-imports
+
+# The tests, strict too. One run per folder: they are not packages (pytest puts each
+# folder's helpers on the path), and every folder may have its own conftest.py.
+mypy-tests: install
+	$(BIN)/mypy --strict tests/*.py
+	@set -e; for d in tests/*/; do \
+		ls $$d*.py >/dev/null 2>&1 || continue; \
+		echo "mypy --strict $$d"; $(BIN)/mypy --strict $$d; \
+	done
 
 install: $(STAMP)
 

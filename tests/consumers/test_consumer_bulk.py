@@ -35,6 +35,7 @@ async def test_a_long_catch_up_runs_in_bulk_and_is_persisted_before_ready(
     cfg = config(tmp_path / "view", kafka_bootstrap, prefix, batch_max_records=1_000)
     assert cfg.bulk_catch_up_records <= len(records)
     modes: list[bool] = []
+    running: Running
     running = Running(cfg, observer=lambda chunk: modes.append(running.view.bulk))
     async with running:
         await running.until(lambda: running.consumer.ready)

@@ -59,8 +59,8 @@ class ApplyLog:
 def spy_on_forget(running: Running, log: ApplyLog) -> None:
     real = running.view.forget_partitions
 
-    def forget(partitions: Iterable[Partition]) -> int:
-        parts = list(partitions)
+    def forget(topic_partitions: Iterable[Partition]) -> int:
+        parts = list(topic_partitions)
         log.forgot(parts)
         return real(parts)
 

@@ -16,6 +16,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from query_support import ADMIN, TEAM_A, StoreWriter, auth, open_service, sample_objects
+from schemathesis.core.result import Ok
 
 from query.app import create_asgi
 from query.fastpath import ASGIApp
@@ -41,7 +42,10 @@ def test_no_server_errors(fuzz_app: ASGIApp) -> None:
     # Driven by hand rather than through schemathesis.pytest.from_fixture, which does
     # not work with pytest 9 (it reads the removed ``Function._nodeid``).
     schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app).exclude(path="/api/v1/watch")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"an operation of the schema cannot be loaded: {result}"
+        operations.append(result.ok())
     assert len(operations) >= 15
 
     for operation in operations:
