@@ -30,11 +30,24 @@ CLI = [sys.executable, "-c", "from kubedelta.cli import main; main()"]
 Key = tuple[str, str, str, str]  #: group, kind, namespace, name
 
 
+def _first_ephemeral_port() -> int:
+    """Lowest port the kernel picks as the source port of outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
 def free_port_block(size: int) -> int:
-    """First port of ``size`` consecutive free loopback ports (random start: parallel runs)."""
+    """First port of ``size`` consecutive free loopback ports (random start: parallel runs),
+    below the ephemeral range. A test that stops a broker for a minute restarts it on the
+    same ports; in the ephemeral range a client's outgoing connection may take one in the
+    meantime (a client retrying the stopped broker can even connect to itself: TCP
+    simultaneous open) and the restart fails with "port taken by another process"."""
     rng = random.Random()
+    top = max(min(_first_ephemeral_port(), 40_000) - size, 20_001)
     for _ in range(500):
-        first = rng.randrange(20_000, 40_000)
+        first = rng.randrange(20_000, top)
         if all(broker.port_is_free("127.0.0.1", first + i) for i in range(size)):
             return first
     raise RuntimeError(f"no block of {size} free ports")
