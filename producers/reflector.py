@@ -78,14 +78,9 @@ class Reflector:
         self._selector = label_selector
         self._on_synced = on_synced
         self._rng = rng or random.Random()
-        label = self.ref.label
-        self._m_relists = {
-            r: metrics.relists.labels(cluster, label, r) for r in ("initial", "gone", "retry")
-        }
-        self._m_restarts = {
-            r: metrics.watch_restarts.labels(cluster, label, r)
-            for r in ("timeout", "idle", "error", "throttled", "gone")
-        }
+        kind_metrics = metrics.for_kind(cluster, self.ref.label)
+        self._m_relists = kind_metrics.relists
+        self._m_restarts = kind_metrics.restarts
         #: Where the next WATCH resumes; None means a (re)list is needed first.
         self.resume_rv: str | None = None
         #: seq of the RELIST_END of the first completed list (None until then).
