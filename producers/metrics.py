@@ -171,55 +171,57 @@ class _KindCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         kinds = list(self._kinds.items())  # a scrape may run beside the event loop
-        observed = CounterMetricFamily(
-            "kubedelta_producer_events_observed",
-            "Objects seen from the API server (listed or watched), by event type",
-            labels=["cluster", "kind", "event"],
-        )
-        sent = CounterMetricFamily(
-            "kubedelta_producer_records_sent",
-            "Records handed to the Kafka sink (never dropped afterwards), by op",
-            labels=["cluster", "kind", "op"],
-        )
-        suppressed = CounterMetricFamily(
-            "kubedelta_producer_events_suppressed",
-            "Observed changes not sent: unchanged content, filtered namespace, unknown delete",
-            labels=["cluster", "kind", "reason"],
-        )
-        relists = CounterMetricFamily(
-            "kubedelta_producer_relists",
-            "LISTs of a kind: initial, after 410 Gone, ...",
-            labels=["cluster", "kind", "reason"],
-        )
-        restarts = CounterMetricFamily(
-            "kubedelta_producer_watch_restarts",
-            "Watches reopened, by reason (timeout, idle, error, throttled, gone)",
-            labels=["cluster", "kind", "reason"],
-        )
+        for name, text, label, series in _COUNTERS:
+            family = CounterMetricFamily(name, text, labels=["cluster", "kind", label])
+            for (cluster, kind), m in kinds:
+                for value, attribute in series:
+                    family.add_metric([cluster, kind, value], getattr(m, attribute).value)
+            yield family
+        for name, text, attribute in _COUNTERS_BY_REASON:
+            family = CounterMetricFamily(name, text, labels=["cluster", "kind", "reason"])
+            for (cluster, kind), m in kinds:
+                for reason, tally in getattr(m, attribute).items():
+                    family.add_metric([cluster, kind, reason], tally.value)
+            yield family
         objects = GaugeMetricFamily(
             "kubedelta_producer_objects",
             "Live objects the topic holds, by kind",
             labels=["cluster", "kind"],
         )
         for (cluster, kind), m in kinds:
-            for event, tally in (
-                ("LISTED", m.listed),
-                ("ADDED", m.added),
-                ("MODIFIED", m.modified),
-                ("DELETED", m.deleted),
-            ):
-                observed.add_metric([cluster, kind, event], tally.value)
-            sent.add_metric([cluster, kind, "upsert"], m.sent_upsert.value)
-            sent.add_metric([cluster, kind, "delete"], m.sent_delete.value)
-            for reason, tally in (
-                ("unchanged", m.unchanged),
-                ("filtered", m.filtered),
-                ("unknown_delete", m.unknown_delete),
-            ):
-                suppressed.add_metric([cluster, kind, reason], tally.value)
-            for reason, tally in m.relists.items():
-                relists.add_metric([cluster, kind, reason], tally.value)
-            for reason, tally in m.restarts.items():
-                restarts.add_metric([cluster, kind, reason], tally.value)
             objects.add_metric([cluster, kind], m.objects.value)
-        yield from (observed, sent, suppressed, relists, restarts, objects)
+        yield objects
+
+
+#: Counter families of KindMetrics: (name, help, third label, ((label value, attribute))).
+_COUNTERS: tuple[tuple[str, str, str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "kubedelta_producer_events_observed",
+        "Objects seen from the API server (listed or watched), by event type",
+        "event",
+        (("LISTED", "listed"), ("ADDED", "added"), ("MODIFIED", "modified"),
+         ("DELETED", "deleted")),
+    ),
+    (
+        "kubedelta_producer_records_sent",
+        "Records handed to the Kafka sink (never dropped afterwards), by op",
+        "op",
+        (("upsert", "sent_upsert"), ("delete", "sent_delete")),
+    ),
+    (
+        "kubedelta_producer_events_suppressed",
+        "Observed changes not sent: unchanged content, filtered namespace, unknown delete",
+        "reason",
+        (("unchanged", "unchanged"), ("filtered", "filtered"),
+         ("unknown_delete", "unknown_delete")),
+    ),
+)  # fmt: skip
+#: Counter families kept as reason -> Tally mappings: (name, help, attribute).
+_COUNTERS_BY_REASON = (
+    ("kubedelta_producer_relists", "LISTs of a kind: initial, after 410 Gone, ...", "relists"),
+    (
+        "kubedelta_producer_watch_restarts",
+        "Watches reopened, by reason (timeout, idle, error, throttled, gone)",
+        "restarts",
+    ),
+)
