@@ -46,6 +46,7 @@ class ClusterProducer:
         on_ack: AckHook | None = None,
         http: HttpPool | None = None,
         process_list_gate: asyncio.Semaphore | None = None,
+        api: KubeApi | None = None,
     ) -> None:
         self.config = config
         self.cluster = config.cluster
@@ -70,7 +71,9 @@ class ClusterProducer:
         self.ledger: Ledger | None = None
         self.sink: KafkaSink | None = None
         self.factory: RecordFactory | None = None
-        self.api: KubeApi | None = None
+        #: Given when the caller already connected it (run_producers checks every
+        #: cluster's API configuration before Kafka); else connected by ``run``.
+        self.api: KubeApi | None = api
         self.restore_stats = RestoreStats()
         self.restored_objects = 0  #: live objects the topic held at start
         self.started_at = 0.0  #: monotonic time the first LIST began
@@ -111,7 +114,8 @@ class ClusterProducer:
         try:
             # Before the topic: an unusable API configuration (no ServiceAccount, bad
             # kubeconfig) is a human's problem, not retried.
-            self.api = await KubeApi.connect(self.config.api, self._http)
+            if self.api is None:
+                self.api = await KubeApi.connect(self.config.api, self._http)
             partitions = await self._retry("preparing the topic", self._prepare_topic)
             if partitions is None:
                 return
@@ -338,8 +342,7 @@ async def run_producers(
     try:
         # A way to every API server first (local: files and environment only): a missing
         # ServiceAccount or a bad kubeconfig is reported at once, not after Kafka answers.
-        for config in configs:
-            await (await KubeApi.connect(config.api, http)).close()
+        apis = [await KubeApi.connect(config.api, http) for config in configs]
         for members in groups.values():
             transport = await _start_transport(members[0], stop)
             if transport is None:
@@ -348,8 +351,8 @@ async def run_producers(
         by_key = dict(zip(groups, shared, strict=True))
         gate = asyncio.Semaphore(configs[0].watch.process_list_concurrency)
         producers = [
-            ClusterProducer(c, by_key[(c.kafka, c.sink)], metrics, on_ack, http, gate)
-            for c in configs
+            ClusterProducer(c, by_key[(c.kafka, c.sink)], metrics, on_ack, http, gate, api)
+            for c, api in zip(configs, apis, strict=True)
         ]
         if started is not None:
             started(producers)
