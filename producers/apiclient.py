@@ -202,7 +202,7 @@ class KubeApi:
                     client_configuration=configuration,
                     persist_config=False,
                 )
-            except (k8s_config.ConfigException, OSError, ValueError) as exc:
+            except Exception as exc:  # YAML errors, wrong shapes (TypeError, KeyError), ...
                 raise ApiConfigError(
                     f"cannot use kubeconfig {config.kubeconfig!r}"
                     f"{f' (context {config.context!r})' if config.context else ''}: {exc}"

@@ -216,6 +216,11 @@ async def test_an_unusable_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
     missing = str(tmp_path / "absent.yaml")
     with pytest.raises(ApiConfigError, match=r"absent\.yaml"):
         await KubeApi.connect(ApiConnectionConfig(kubeconfig=missing))
+    for name, text in (("broken.yaml", "clusters: [\n  - {oops\n"), ("scalar.yaml", "hello\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ApiConfigError, match=name.replace(".", r"\.")) as bad:
+            await KubeApi.connect(ApiConnectionConfig(kubeconfig=str(tmp_path / name)))
+        assert bad.value.__cause__ is not None
     ca = make_ca("cluster-ca")
     config = _kubeconfig(tmp_path / "k.yaml", "https://127.0.0.1:1", ca, None, TOKEN)
     with pytest.raises(ApiConfigError, match="context 'nope'"):
