@@ -22,6 +22,7 @@ from typing import Any, Final
 import msgpack
 import orjson
 
+from deltas import _speedups
 from deltas.errors import DeltaFormatError
 from deltas.keys import (
     ResourceKey,
@@ -268,7 +269,20 @@ def _as_tuple(owners: object) -> tuple[str, ...]:
 
 
 def decode_header(data: bytes | memoryview, *, max_body: int = DEFAULT_MAX_BODY) -> Header:
-    """Read and validate the header; the body stays undecoded at ``data[body_offset:]``."""
+    """Read and validate the header; the body stays undecoded at ``data[body_offset:]``.
+
+    The common record (an UPSERT with a body) is read by ``deltas._speedups`` in C; any
+    other record, and every one it does not accept, by :func:`decode_header_py`.
+    """
+    if type(data) is bytes:
+        header = _decode_upsert_header(data, max_body)
+        if header is not None:
+            return header
+    return decode_header_py(data, max_body=max_body)
+
+
+def decode_header_py(data: bytes | memoryview, *, max_body: int = DEFAULT_MAX_BODY) -> Header:
+    """The reference decoder, in Python: reads every record and names what is wrong."""
     size = len(data)
     if size < PREFIX_SIZE:
         raise DeltaFormatError(f"record truncated: {size} bytes, the prefix alone is 7")
@@ -620,3 +634,7 @@ def _check_delta(delta: Delta, max_body: int) -> None:
         delta.relist,
         delta.digest,
     )
+
+
+_speedups.configure(Header, ResourceKey, Op.UPSERT, BodyEncoding.JSON, BodyEncoding.MSGPACK)
+_decode_upsert_header = _speedups.decode_upsert_header
