@@ -15,6 +15,7 @@ from rocksdict import (
     Cache,
     ColumnFamily,
     DBCompressionType,
+    MemtableFactory,
     Options,
     Rdict,
 )
@@ -23,6 +24,9 @@ from store.errors import StoreError, StoreLockedError
 from store.layout import (
     ALL_CFS,
     CF_CHANGES,
+    CF_IDX_APP,
+    CF_IDX_LABEL,
+    CF_IDX_OWNER,
     CF_META,
     CF_OBJMETA,
     CF_VERSIONS,
@@ -37,9 +41,14 @@ from store.options import StoreOptions
 _POINT_LOOKUP_CFS = frozenset({CF_OBJMETA, CF_VERSIONS})
 #: CFs with large values: ZSTD in the bottommost level, larger blocks.
 _LARGE_CFS = frozenset({CF_VERSIONS})
+#: CFs the writer only writes (the bodies and the indexes): with
+#: ``StoreOptions.vector_memtables`` its memtables for them are RocksDB vector memtables.
+#: objmeta (read before every write), meta, changes and history_expiry (scanned by every
+#: commit) keep skip lists: a read of a vector memtable sorts a copy of it.
+WRITE_ONLY_CFS = frozenset({CF_VERSIONS, CF_IDX_LABEL, CF_IDX_OWNER, CF_IDX_APP})
 
 
-def _cf_options(name: str, opts: StoreOptions, cache: Cache) -> Options:
+def _cf_options(name: str, opts: StoreOptions, cache: Cache, *, writer: bool) -> Options:
     cf = Options(raw_mode=True)
     table = BlockBasedOptions()
     table.set_block_cache(cache)
@@ -75,11 +84,16 @@ def _cf_options(name: str, opts: StoreOptions, cache: Cache) -> Options:
             cf.set_bottommost_compression_options(-14, 3, 0, opts.zstd_dictionary_bytes, True)
             cf.set_bottommost_zstd_max_train_bytes(100 * opts.zstd_dictionary_bytes, True)
     cf.set_level_compaction_dynamic_level_bytes(True)
+    if writer and opts.vector_memtables and name in WRITE_ONLY_CFS:
+        # An insert appends; the sort happens once, at flush, in RocksDB's flush thread
+        # instead of a skip-list insert per key in the committing (Python) thread.
+        # Readers (secondaries) replay the WAL into their own skip lists.
+        cf.set_memtable_factory(MemtableFactory.vector())
     return cf
 
 
-def _db_options(opts: StoreOptions, cache: Cache, *, create: bool) -> Options:
-    db = _cf_options(CF_META, opts, cache)
+def _db_options(opts: StoreOptions, cache: Cache, *, create: bool, writer: bool) -> Options:
+    db = _cf_options(CF_META, opts, cache, writer=writer)
     db.create_if_missing(create)
     db.create_missing_column_families(create)
     db.set_db_write_buffer_size(opts.total_write_buffer_bytes)
@@ -93,6 +107,10 @@ def _db_options(opts: StoreOptions, cache: Cache, *, create: bool) -> Options:
     # what is on disk is always whole WriteBatches even for writes without the WAL (bulk
     # mode, View.begin_bulk): after a crash the store is the state of the last flush.
     db.set_atomic_flush(True)
+    if writer and opts.vector_memtables:
+        # Only skip lists take concurrent inserts (RocksDB refuses to open otherwise); the
+        # view has one writing thread, so nothing is lost.
+        db.set_allow_concurrent_memtable_write(False)
     return db
 
 
@@ -143,7 +161,7 @@ def _refuse_old_layout(path: Path) -> None:
 def open_writer(path: Path, opts: StoreOptions) -> Handles:
     path.mkdir(parents=True, exist_ok=True)
     cache = Cache(opts.block_cache_bytes)
-    return _open(path, opts, cache, AccessType.read_write(), create=True)
+    return _open(path, opts, cache, AccessType.read_write(), create=True, writer=True)
 
 
 def open_secondary(path: Path, secondary_path: Path, opts: StoreOptions) -> Handles:
@@ -151,13 +169,16 @@ def open_secondary(path: Path, secondary_path: Path, opts: StoreOptions) -> Hand
         raise StoreError(f"no store at {path}: the writer must create it first")
     secondary_path.mkdir(parents=True, exist_ok=True)
     cache = Cache(opts.block_cache_bytes)
-    return _open(path, opts, cache, AccessType.secondary(str(secondary_path)), create=False)
+    access = AccessType.secondary(str(secondary_path))
+    return _open(path, opts, cache, access, create=False, writer=False)
 
 
-def _open(path: Path, opts: StoreOptions, cache: Cache, access: Any, *, create: bool) -> Handles:
+def _open(
+    path: Path, opts: StoreOptions, cache: Cache, access: Any, *, create: bool, writer: bool
+) -> Handles:
     _refuse_old_layout(path)
-    db_opts = _db_options(opts, cache, create=create)
-    cf_opts = {name: _cf_options(name, opts, cache) for name in ALL_CFS}
+    db_opts = _db_options(opts, cache, create=create, writer=writer)
+    cf_opts = {name: _cf_options(name, opts, cache, writer=writer) for name in ALL_CFS}
     try:
         db = Rdict(str(path), db_opts, column_families=cf_opts, access_type=access)
     except Exception as exc:  # rocksdict raises plain Exception for RocksDB statuses

@@ -50,3 +50,26 @@ def test_versions_compacts_at_more_l0_files_and_point_lookup_cfs_have_bloom_filt
     for name in (L.CF_VERSIONS, L.CF_OBJMETA):
         assert "bloomfilter" in cf("TableOptions/BlockBasedTable", name, "filter_policy")
     assert cf("TableOptions/BlockBasedTable", L.CF_IDX_LABEL, "filter_policy") == "nullptr"
+
+
+def test_the_writer_appends_to_vector_memtables_for_the_cfs_it_only_writes(
+    tmp_path: Path,
+) -> None:
+    View.open(tmp_path / "s", StoreOptions()).close()
+    options = _rocksdb_options(tmp_path / "s")
+    factories = {name: options[f'CFOptions "{name}"']["memtable_factory"] for name in L.ALL_CFS}
+    for name in (L.CF_VERSIONS, L.CF_IDX_LABEL, L.CF_IDX_OWNER, L.CF_IDX_APP):
+        assert "VectorRepFactory" in factories[name], name
+    # read before every write / scanned by every commit: a vector memtable would sort a
+    # copy on each of those reads
+    for name in (L.CF_OBJMETA, L.CF_META, L.CF_CHANGES, L.CF_HISTORY_EXPIRY):
+        assert factories[name] == "SkipListFactory", name
+    assert options["DBOptions"]["allow_concurrent_memtable_write"] == "false"
+
+
+def test_vector_memtables_can_be_turned_off(tmp_path: Path) -> None:
+    View.open(tmp_path / "s", StoreOptions(vector_memtables=False)).close()
+    options = _rocksdb_options(tmp_path / "s")
+    for name in L.ALL_CFS:
+        assert options[f'CFOptions "{name}"']["memtable_factory"] == "SkipListFactory", name
+    assert options["DBOptions"]["allow_concurrent_memtable_write"] == "true"
