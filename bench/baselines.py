@@ -43,7 +43,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.errors import BenchError
 from bench.procs import MIB, Components, interrupt_on_sigterm
 from bench.report import Machine, Report, emit, json_option
-from consumers import ConsumerConfig, ReplayConfig, Replayer
+from consumers import ConsumerConfig, ReplayConfig, Replayer, tune_gc
 from plumbing import broker
 from plumbing.kafka import KafkaConnection, beginning_offsets, end_offsets
 from store import StoreOptions
@@ -377,6 +377,7 @@ def worker_command(
         if name == "aiokafka":
             outcome = asyncio.run(aiokafka_baseline(bootstrap, topics))
         elif name == "ours":
+            tune_gc()  # as `kubedelta replay` does
             outcome = asyncio.run(ours_baseline(bootstrap, topic_prefix, state_dir))
         else:
             expected = asyncio.run(topic_record_counts(bootstrap, topics))

@@ -31,6 +31,7 @@ from consumers import (
     ReplaySummary,
     ReplayTargetError,
     parse_instant,
+    tune_gc,
 )
 from consumers.config import DEFAULT_BATCH_MAX_RECORDS
 from deltas import DEFAULT_TOPIC_PREFIX, KubedeltaError
@@ -157,6 +158,7 @@ def consume(**cli: Any) -> None:
     _setup_logging(settings.log_level)
     config = settings.consumer_config()
     options = settings.store_options()
+    tune_gc()
     try:
         asyncio.run(_consume(config, options))
     except KubedeltaError as exc:
@@ -219,6 +221,7 @@ def replay(until: str | None, clusters: tuple[str, ...], force: bool, **cli: Any
         consumer=settings.consumer_config(), until_ms=until_ms, clusters=clusters, force=force
     )
     bar = _ProgressBar()
+    tune_gc()
     try:
         summary = asyncio.run(Replayer(config, settings.store_options(), bar.update).run())
     except (ReplayTargetError, ConsumerConfigError) as exc:
