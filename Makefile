@@ -49,9 +49,9 @@ $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kubedelta needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstalled when pyproject.toml, setup.py or the C extension's source is newer than
-# the stamp (the editable install compiles deltas/_speedups.c in place).
-$(STAMP): pyproject.toml setup.py deltas/_speedups.c $(VENV)/bin/python
+# Reinstalled when pyproject.toml, setup.py or a C extension's source is newer than
+# the stamp (the editable install compiles deltas/ and store/_speedups.c in place).
+$(STAMP): pyproject.toml setup.py deltas/_speedups.c store/_speedups.c $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)

@@ -1,18 +1,17 @@
-"""Only the C extension lives here; everything else is in pyproject.toml.
+"""Only the C extensions live here; everything else is in pyproject.toml.
 
-``deltas._speedups`` decodes the common record's header for the consumer (see
-deltas/_speedups.c). It is required, not optional: a consumer silently falling back
-to the Python decoder would be ~20 % slower with no sign why.
+``deltas._speedups`` decodes the common record's header, ``store._speedups`` writes a
+new object into the WriteBatch (see their .c files). Both are required, not optional:
+a consumer silently falling back to Python would be much slower with no sign why.
 """
 
 from setuptools import Extension, setup
 
+FLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror"]
+
 setup(
     ext_modules=[
-        Extension(
-            "deltas._speedups",
-            ["deltas/_speedups.c"],
-            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror"],
-        )
+        Extension("deltas._speedups", ["deltas/_speedups.c"], extra_compile_args=FLAGS),
+        Extension("store._speedups", ["store/_speedups.c"], extra_compile_args=FLAGS),
     ]
 )

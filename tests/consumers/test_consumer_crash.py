@@ -172,8 +172,10 @@ async def test_kill_9_at_random_instants_never_leaves_a_view_that_differs_from_a
             else:
                 records.append(log.upsert(c, i % OBJECTS, version=i // OBJECTS + 1, pad=60))
 
-    # The consumer tails a growing log, as in production.
-    producing = asyncio.create_task(produce(kafka_bootstrap, records, chunks=50, pause_s=0.2))
+    # The consumer tails a growing log, as in production. The log grows for ~30 s, about
+    # as long as the kill points take: a consumer that caught up with it early would
+    # leave the later kill points nothing in flight (seen once the consumer got faster).
+    producing = asyncio.create_task(produce(kafka_bootstrap, records, chunks=50, pause_s=0.6))
     data_dir = tmp_path / "live"
     reference_consumer = AIOKafkaConsumer(
         bootstrap_servers=kafka_bootstrap, enable_auto_commit=False

@@ -1,0 +1,348 @@
+/*
+ * store._speedups: the writes of a new object, in C. Pure code apart from calling the
+ * WriteBatch's put method it is handed.
+ *
+ * write_new_object(...) does what store/apply.py's Planner._upsert does for an object
+ * the view does not hold yet: the item hash (BLAKE2b-64, as deltas.digest.item_hash),
+ * the objmeta value (META prefix + wire header), the version (HIST prefix + objmeta +
+ * body) and the index entries (label, owner, app, escaped as layout.esc), each put
+ * into the batch. It returns (item_hash, meta) for the planner's in-memory state, or
+ * None when a number does not fit its field (the Python code then raises as before).
+ *
+ * Why C: for a new object those puts and byte strings were about a third of the
+ * consumer's main thread (docs/benchmarks.md, session 5). The byte layout is
+ * store/layout.py's; tests/store/test_speedups.py checks both produce the same store.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* -- BLAKE2b (RFC 7693), unkeyed, 8-byte digest ------------------------------------- */
+
+static const uint64_t blake2b_iv[8] = {
+    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL,
+    0xa54ff53a5f1d36f1ULL, 0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL,
+    0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
+};
+
+static const uint8_t sigma[12][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+};
+
+typedef struct {
+    uint64_t h[8];
+    uint64_t t; /* bytes compressed so far (inputs here are far below 2**64) */
+    uint8_t buf[128];
+    size_t len; /* bytes in buf */
+} blake2b;
+
+static inline uint64_t rotr(uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
+
+static inline uint64_t load64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+#define G(a, b, c, d, x, y)            \
+    do {                               \
+        v[a] = v[a] + v[b] + (x);      \
+        v[d] = rotr(v[d] ^ v[a], 32);  \
+        v[c] = v[c] + v[d];            \
+        v[b] = rotr(v[b] ^ v[c], 24);  \
+        v[a] = v[a] + v[b] + (y);      \
+        v[d] = rotr(v[d] ^ v[a], 16);  \
+        v[c] = v[c] + v[d];            \
+        v[b] = rotr(v[b] ^ v[c], 63);  \
+    } while (0)
+
+static void compress(blake2b *s, int last) {
+    uint64_t m[16], v[16];
+    for (int i = 0; i < 16; i++) m[i] = load64(s->buf + 8 * i);
+    for (int i = 0; i < 8; i++) { v[i] = s->h[i]; v[i + 8] = blake2b_iv[i]; }
+    v[12] ^= s->t;
+    if (last) v[14] = ~v[14];
+    for (int r = 0; r < 12; r++) {
+        const uint8_t *z = sigma[r];
+        G(0, 4, 8, 12, m[z[0]], m[z[1]]);
+        G(1, 5, 9, 13, m[z[2]], m[z[3]]);
+        G(2, 6, 10, 14, m[z[4]], m[z[5]]);
+        G(3, 7, 11, 15, m[z[6]], m[z[7]]);
+        G(0, 5, 10, 15, m[z[8]], m[z[9]]);
+        G(1, 6, 11, 12, m[z[10]], m[z[11]]);
+        G(2, 7, 8, 13, m[z[12]], m[z[13]]);
+        G(3, 4, 9, 14, m[z[14]], m[z[15]]);
+    }
+    for (int i = 0; i < 8; i++) s->h[i] ^= v[i] ^ v[i + 8];
+}
+
+static void b2_init(blake2b *s) {
+    for (int i = 0; i < 8; i++) s->h[i] = blake2b_iv[i];
+    s->h[0] ^= 0x01010000ULL ^ 8; /* fanout 1, depth 1, no key, 8-byte digest */
+    s->t = 0;
+    s->len = 0;
+}
+
+static void b2_update(blake2b *s, const uint8_t *in, size_t n) {
+    while (n > 0) {
+        if (s->len == 128) { /* the last block is compressed by b2_final, flagged */
+            s->t += 128;
+            compress(s, 0);
+            s->len = 0;
+        }
+        size_t take = 128 - s->len;
+        if (take > n) take = n;
+        memcpy(s->buf + s->len, in, take);
+        s->len += take;
+        in += take;
+        n -= take;
+    }
+}
+
+/* The digest as a big-endian integer, like int.from_bytes(h.digest(), "big"). */
+static uint64_t b2_final(blake2b *s) {
+    s->t += s->len;
+    memset(s->buf + s->len, 0, 128 - s->len);
+    compress(s, 1);
+    uint64_t le = s->h[0], out = 0;
+    for (int i = 0; i < 8; i++) { out = (out << 8) | (le & 0xff); le >>= 8; }
+    return out;
+}
+
+/* -- byte strings ------------------------------------------------------------------- */
+
+static inline void put_be(uint8_t *p, uint64_t v, int n) {
+    for (int i = n - 1; i >= 0; i--) { p[i] = (uint8_t)(v & 0xff); v >>= 8; }
+}
+
+/* layout.esc: 0x01 -> 01 01, 0x00 -> 01 02; the identity for ordinary text. */
+static Py_ssize_t esc_len(const char *s, Py_ssize_t n) {
+    Py_ssize_t extra = 0;
+    for (Py_ssize_t i = 0; i < n; i++) extra += (s[i] == 0 || s[i] == 1);
+    return n + extra;
+}
+
+static char *esc_copy(char *dst, const char *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] == 1) { *dst++ = 1; *dst++ = 1; }
+        else if (s[i] == 0) { *dst++ = 1; *dst++ = 2; }
+        else *dst++ = s[i];
+    }
+    return dst;
+}
+
+static PyObject *empty_bytes = NULL;
+
+/* batch.put(key, value, handle); steals nothing. 0 on success. */
+static int do_put(PyObject *put, PyObject *key, PyObject *value, PyObject *handle) {
+    PyObject *args[3] = {key, value, handle};
+    PyObject *r = PyObject_Vectorcall(put, args, 3, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* put(esc(a) \0 [esc(b) \0] objkey, b"", handle) */
+static int put_index(PyObject *put, PyObject *handle, PyObject *a, int a_escaped, PyObject *b,
+                     PyObject *objkey) {
+    Py_ssize_t na, nb = 0;
+    const char *sa = PyUnicode_AsUTF8AndSize(a, &na);
+    if (sa == NULL) return -1;
+    const char *sb = NULL;
+    if (b != NULL && (sb = PyUnicode_AsUTF8AndSize(b, &nb)) == NULL) return -1;
+    Py_ssize_t nk = PyBytes_GET_SIZE(objkey);
+    Py_ssize_t la = a_escaped ? esc_len(sa, na) : na;
+    Py_ssize_t lb = b != NULL ? esc_len(sb, nb) + 1 : 0;
+    PyObject *key = PyBytes_FromStringAndSize(NULL, la + 1 + lb + nk);
+    if (key == NULL) return -1;
+    char *p = PyBytes_AS_STRING(key);
+    if (a_escaped) p = esc_copy(p, sa, na);
+    else { memcpy(p, sa, (size_t)na); p += na; }
+    *p++ = 0;
+    if (b != NULL) { p = esc_copy(p, sb, nb); *p++ = 0; }
+    memcpy(p, PyBytes_AS_STRING(objkey), (size_t)nk);
+    int rc = do_put(put, key, empty_bytes, handle);
+    Py_DECREF(key);
+    return rc;
+}
+
+#define META_SIZE 35 /* >BBBIQQQI */
+#define HIST_SIZE 5  /* >BI */
+#define PREFIX_SIZE 7
+#define SCHEMA_VERSION 2
+#define FORMAT_VERSION 1
+#define HIST_VERSION 1
+
+static PyObject *write_new_object(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 16) {
+        PyErr_SetString(PyExc_TypeError, "write_new_object takes 16 arguments");
+        return NULL;
+    }
+    PyObject *put = args[0], *handles = args[1], *value = args[2], *objkey = args[4],
+             *cluster = args[5], *body = args[11], *labels = args[12], *owners = args[13],
+             *app = args[14], *rv = args[15];
+    if (!PyTuple_CheckExact(handles) || PyTuple_GET_SIZE(handles) != 5 ||
+        !PyBytes_CheckExact(value) || !PyBytes_CheckExact(objkey) ||
+        !PyUnicode_CheckExact(cluster) || !(body == Py_None || PyBytes_CheckExact(body)) ||
+        !PyDict_CheckExact(labels) || !PyTuple_CheckExact(owners) ||
+        !PyUnicode_CheckExact(app) || !PyUnicode_CheckExact(rv)) {
+        PyErr_SetString(PyExc_TypeError, "write_new_object: unexpected argument types");
+        return NULL;
+    }
+    PyObject *h_versions = PyTuple_GET_ITEM(handles, 0), *h_objmeta = PyTuple_GET_ITEM(handles, 1),
+             *h_label = PyTuple_GET_ITEM(handles, 2), *h_owner = PyTuple_GET_ITEM(handles, 3),
+             *h_app = PyTuple_GET_ITEM(handles, 4);
+    Py_ssize_t body_offset = PyLong_AsSsize_t(args[3]);
+    unsigned long long part = PyLong_AsUnsignedLongLong(args[6]);
+    unsigned long long offset = PyLong_AsUnsignedLongLong(args[7]);
+    unsigned long long event_ms = PyLong_AsUnsignedLongLong(args[8]);
+    unsigned long long gen = PyLong_AsUnsignedLongLong(args[9]);
+    unsigned long long flags = PyLong_AsUnsignedLongLong(args[10]);
+    if (PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) { PyErr_Clear(); Py_RETURN_NONE; }
+        return NULL;
+    }
+    if (part > 0xffffffffULL || gen > 0xffffffffULL || flags > 0xff) Py_RETURN_NONE;
+    Py_ssize_t vlen = PyBytes_GET_SIZE(value);
+    if (body_offset < PREFIX_SIZE || body_offset > vlen) {
+        PyErr_SetString(PyExc_ValueError, "write_new_object: body_offset outside the value");
+        return NULL;
+    }
+    Py_ssize_t klen = PyBytes_GET_SIZE(objkey);
+    Py_ssize_t cut = PyUnicode_GET_LENGTH(cluster); /* cluster names are ASCII */
+    if (!PyUnicode_IS_ASCII(cluster) || cut + 1 > klen) {
+        PyErr_SetString(PyExc_ValueError, "write_new_object: objkey does not start with cluster");
+        return NULL;
+    }
+    const uint8_t *vbuf = (const uint8_t *)PyBytes_AS_STRING(value);
+    const uint8_t *kbuf = (const uint8_t *)PyBytes_AS_STRING(objkey);
+
+    /* item hash: blake2b-64(identity \0 rv), identity = objkey after "cluster\0" */
+    Py_ssize_t rvlen;
+    const char *rvs = PyUnicode_AsUTF8AndSize(rv, &rvlen);
+    if (rvs == NULL) return NULL;
+    blake2b st;
+    b2_init(&st);
+    b2_update(&st, kbuf + cut + 1, (size_t)(klen - cut - 1));
+    b2_update(&st, (const uint8_t *)"\0", 1);
+    b2_update(&st, (const uint8_t *)rvs, (size_t)rvlen);
+    uint64_t ih = b2_final(&st);
+
+    uint8_t prefix[META_SIZE];
+    prefix[0] = SCHEMA_VERSION;
+    prefix[1] = (uint8_t)flags;
+    prefix[2] = FORMAT_VERSION;
+    put_be(prefix + 3, part, 4);
+    put_be(prefix + 7, offset, 8);
+    put_be(prefix + 15, ih, 8);
+    put_be(prefix + 23, event_ms, 8);
+    put_be(prefix + 31, gen, 4);
+
+    Py_ssize_t hlen = body_offset - PREFIX_SIZE;
+    Py_ssize_t mlen = META_SIZE + hlen;
+    PyObject *meta = NULL, *vkey = NULL, *vval = NULL, *ih_o = NULL, *result = NULL;
+    if ((meta = PyBytes_FromStringAndSize(NULL, mlen)) == NULL) goto done;
+    memcpy(PyBytes_AS_STRING(meta), prefix, META_SIZE);
+    memcpy(PyBytes_AS_STRING(meta) + META_SIZE, vbuf + PREFIX_SIZE, (size_t)hlen);
+
+    /* version key: objkey \0 BE64(event ms) BE64(offset) */
+    if ((vkey = PyBytes_FromStringAndSize(NULL, klen + 17)) == NULL) goto done;
+    uint8_t *vk = (uint8_t *)PyBytes_AS_STRING(vkey);
+    memcpy(vk, kbuf, (size_t)klen);
+    vk[klen] = 0;
+    put_be(vk + klen + 1, event_ms, 8);
+    put_be(vk + klen + 9, offset, 8);
+
+    /* version value: HIST(1, len(meta)) meta body, the body as received (JSON) or the
+     * converted one */
+    Py_ssize_t blen = body == Py_None ? vlen - body_offset : PyBytes_GET_SIZE(body);
+    if ((vval = PyBytes_FromStringAndSize(NULL, HIST_SIZE + mlen + blen)) == NULL) goto done;
+    uint8_t *vv = (uint8_t *)PyBytes_AS_STRING(vval);
+    vv[0] = HIST_VERSION;
+    put_be(vv + 1, (uint64_t)mlen, 4);
+    memcpy(vv + HIST_SIZE, PyBytes_AS_STRING(meta), (size_t)mlen);
+    memcpy(vv + HIST_SIZE + mlen,
+           body == Py_None ? (const char *)vbuf + body_offset : PyBytes_AS_STRING(body),
+           (size_t)blen);
+
+    if (do_put(put, vkey, vval, h_versions) < 0) goto done;
+    if (do_put(put, objkey, meta, h_objmeta) < 0) goto done;
+    PyObject *lk, *lv;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(labels, &pos, &lk, &lv)) {
+        if (!PyUnicode_CheckExact(lk) || !PyUnicode_CheckExact(lv)) {
+            PyErr_SetString(PyExc_TypeError, "labels must map str to str");
+            goto done;
+        }
+        if (put_index(put, h_label, lk, 1, lv, objkey) < 0) goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(owners); i++) {
+        PyObject *o = PyTuple_GET_ITEM(owners, i);
+        if (!PyUnicode_CheckExact(o)) {
+            PyErr_SetString(PyExc_TypeError, "owners must be str");
+            goto done;
+        }
+        /* owner index: cluster \0 esc(owner) \0 objkey (the cluster is not escaped) */
+        if (put_index(put, h_owner, cluster, 0, o, objkey) < 0) goto done;
+    }
+    if (PyUnicode_GET_LENGTH(app) > 0 && put_index(put, h_app, app, 1, NULL, objkey) < 0)
+        goto done;
+    if ((ih_o = PyLong_FromUnsignedLongLong(ih)) == NULL) goto done;
+    result = PyTuple_Pack(2, ih_o, meta);
+done:
+    Py_XDECREF(meta);
+    Py_XDECREF(vkey);
+    Py_XDECREF(vval);
+    Py_XDECREF(ih_o);
+    return result;
+}
+
+static PyObject *item_hash(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "item_hash(key: bytes, resource_version: str)");
+        return NULL;
+    }
+    Py_ssize_t n;
+    const char *rv = PyUnicode_AsUTF8AndSize(args[1], &n);
+    if (rv == NULL) return NULL;
+    blake2b st;
+    b2_init(&st);
+    b2_update(&st, (const uint8_t *)PyBytes_AS_STRING(args[0]), (size_t)PyBytes_GET_SIZE(args[0]));
+    b2_update(&st, (const uint8_t *)"\0", 1);
+    b2_update(&st, (const uint8_t *)rv, (size_t)n);
+    return PyLong_FromUnsignedLongLong(b2_final(&st));
+}
+
+static PyMethodDef methods[] = {
+    {"write_new_object", (PyCFunction)(void (*)(void))write_new_object, METH_FASTCALL,
+     "write_new_object(put, (h_versions, h_objmeta, h_label, h_owner, h_app), value, "
+     "body_offset, objkey, cluster, part, offset, event_ms, gen, flags, body, labels, owners, "
+     "app, resource_version) -> (item_hash, meta) | None"},
+    {"item_hash", (PyCFunction)(void (*)(void))item_hash, METH_FASTCALL,
+     "item_hash(key, resource_version) -> int: deltas.digest.item_hash in C"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "store._speedups",
+    "C writes of a new object (see store/_speedups.c).", -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) {
+    if ((empty_bytes = PyBytes_FromStringAndSize("", 0)) == NULL) return NULL;
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,25 @@
+"""Types of the C extension store/_speedups.c."""
+
+from collections.abc import Callable
+
+from rocksdict import ColumnFamily
+
+def write_new_object(
+    put: Callable[[bytes, bytes, ColumnFamily], object],
+    cfs: tuple[ColumnFamily, ColumnFamily, ColumnFamily, ColumnFamily, ColumnFamily],
+    value: bytes,
+    body_offset: int,
+    objkey: bytes,
+    cluster: str,
+    part: int,
+    offset: int,
+    event_ms: int,
+    gen: int,
+    flags: int,
+    body: bytes | None,
+    labels: dict[str, str],
+    owners: tuple[str, ...],
+    app: str,
+    resource_version: str,
+) -> tuple[int, bytes] | None: ...
+def item_hash(key: bytes, resource_version: str) -> int: ...
