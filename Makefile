@@ -1,4 +1,4 @@
-# One-command entry points. On a fresh machine with Python 3.11+, Java 17+ and
+# One-command entry points. On a fresh machine with Python 3.11+, gcc, Java 17+ and
 # Maven, `make test` and `make demo` do all the set-up themselves: the venv,
 # the editable install with dev tools, and the Kafka broker jars.
 #
