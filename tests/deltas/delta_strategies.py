@@ -6,6 +6,10 @@ pytest import this directory as a package named ``deltas`` and shadow the real o
 
 from __future__ import annotations
 
+import struct
+from typing import Any
+
+import msgpack
 from hypothesis import strategies as st
 
 from deltas import (
@@ -17,6 +21,7 @@ from deltas import (
     RelistMarker,
     ResourceKey,
 )
+from deltas.codec import FORMAT_VERSION, MAGIC, PREFIX, PREFIX_SIZE
 
 U64 = st.integers(min_value=0, max_value=2**64 - 1)
 
@@ -118,3 +123,16 @@ MSGPACK_VALUES = st.recursive(
     ),
     max_leaves=8,
 )
+
+
+def fields_of(record: bytes) -> list[Any]:
+    """The raw header array of a record, to tamper with."""
+    (header_len,) = struct.unpack_from(">I", record, 3)
+    fields: list[Any] = msgpack.unpackb(record[PREFIX_SIZE : PREFIX_SIZE + header_len])
+    return fields
+
+
+def record_of(fields: list[Any], body: bytes = b"", version: int = FORMAT_VERSION) -> bytes:
+    """A record with this header array (packed as given, even if invalid) and body."""
+    packed = msgpack.packb(fields, use_bin_type=True)
+    return PREFIX.pack(MAGIC, version, len(packed)) + packed + body

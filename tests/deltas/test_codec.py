@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import msgpack
 import pytest
-from delta_strategies import MSGPACK_VALUES, deltas
+from delta_strategies import MSGPACK_VALUES, deltas, fields_of, record_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,18 +58,6 @@ SAMPLE = Delta(
     body=b'{"kind":"Pod"}',
 )
 SAMPLE_BYTES = encode(SAMPLE)
-
-
-def fields_of(record: bytes) -> list[Any]:
-    """The raw header array of a record, to tamper with."""
-    (header_len,) = struct.unpack_from(">I", record, 3)
-    fields: list[Any] = msgpack.unpackb(record[PREFIX_SIZE : PREFIX_SIZE + header_len])
-    return fields
-
-
-def record_of(fields: list[Any], body: bytes = b"", version: int = FORMAT_VERSION) -> bytes:
-    packed = msgpack.packb(fields, use_bin_type=True)
-    return PREFIX.pack(MAGIC, version, len(packed)) + packed + body
 
 
 def sample_fields(**changes: Any) -> list[Any]:

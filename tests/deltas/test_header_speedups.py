@@ -7,12 +7,11 @@ decline everything the reference refuses.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import msgpack
 import pytest
-from delta_strategies import MSGPACK_VALUES, deltas
+from delta_strategies import MSGPACK_VALUES, deltas, fields_of, record_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +29,6 @@ from deltas.codec import (
     HEADER_FIELDS,
     MAGIC,
     PREFIX,
-    PREFIX_SIZE,
     decode_header,
     decode_header_py,
     encode,
@@ -54,17 +52,6 @@ POD = Delta(
     body=b"\x80",
 )
 POD_BYTES = encode(POD)
-
-
-def fields_of(record: bytes) -> list[Any]:
-    (header_len,) = struct.unpack_from(">I", record, 3)
-    fields: list[Any] = msgpack.unpackb(record[PREFIX_SIZE : PREFIX_SIZE + header_len])
-    return fields
-
-
-def record_of(fields: list[Any], body: bytes) -> bytes:
-    packed = msgpack.packb(fields, use_bin_type=True)
-    return PREFIX.pack(MAGIC, FORMAT_VERSION, len(packed)) + packed + body
 
 
 def assert_agrees(data: bytes, max_body: int = DEFAULT_MAX_BODY) -> Any:
