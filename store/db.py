@@ -78,11 +78,13 @@ def _cf_options(name: str, opts: StoreOptions, cache: Cache, *, writer: bool) ->
         cf.set_bottommost_compression_type(
             DBCompressionType.zstd() if zstd else DBCompressionType.lz4()
         )
-        if zstd and opts.zstd_dictionary_bytes:
-            # window bits -14 (RocksDB's default), level 3, default strategy, dictionary
-            # trained on 100x its size of sampled blocks per compaction output file.
-            cf.set_bottommost_compression_options(-14, 3, 0, opts.zstd_dictionary_bytes, True)
-            cf.set_bottommost_zstd_max_train_bytes(100 * opts.zstd_dictionary_bytes, True)
+        if zstd:
+            # window bits -14 (RocksDB's default), the level, default strategy, and a
+            # dictionary trained on 100x its size of sampled blocks per output file.
+            dictionary = opts.zstd_dictionary_bytes
+            cf.set_bottommost_compression_options(-14, opts.zstd_level, 0, dictionary, True)
+            if dictionary:
+                cf.set_bottommost_zstd_max_train_bytes(100 * dictionary, True)
     cf.set_level_compaction_dynamic_level_bytes(True)
     if writer and opts.vector_memtables and name in WRITE_ONLY_CFS:
         # An insert appends; the sort happens once, at flush, in RocksDB's flush thread

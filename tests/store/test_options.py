@@ -22,6 +22,8 @@ from store import layout as L
         ("block_cache_bytes", 1024),
         ("zstd_dictionary_bytes", -1),
         ("bottommost_compression", "snappy"),
+        ("zstd_level", 20),
+        ("zstd_level", -8),
     ],
 )
 def test_a_setting_that_cannot_work_is_refused(field: str, value: object) -> None:
@@ -73,3 +75,16 @@ def test_vector_memtables_can_be_turned_off(tmp_path: Path) -> None:
     for name in L.ALL_CFS:
         assert options[f'CFOptions "{name}"']["memtable_factory"] == "SkipListFactory", name
     assert options["DBOptions"]["allow_concurrent_memtable_write"] == "true"
+
+
+def test_bodies_compress_at_the_configured_zstd_level_with_a_dictionary(tmp_path: Path) -> None:
+    View.open(tmp_path / "s", StoreOptions()).close()
+    View.open(tmp_path / "t", StoreOptions(zstd_level=3, zstd_dictionary_bytes=0)).close()
+
+    def bottommost(store: str) -> str:
+        section = _rocksdb_options(tmp_path / store)[f'CFOptions "{L.CF_VERSIONS}"']
+        assert section["bottommost_compression"] == "kZSTD"
+        return section["bottommost_compression_opts"]
+
+    assert "level=1;" in bottommost("s") and "max_dict_bytes=16384;" in bottommost("s")
+    assert "level=3;" in bottommost("t") and "max_dict_bytes=0;" in bottommost("t")
