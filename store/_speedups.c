@@ -1,6 +1,6 @@
 /*
- * store._speedups: the writes of a new object, in C. Pure code apart from calling the
- * WriteBatch's put method it is handed.
+ * store._speedups: the writes of a new or a changed object, in C. Pure code apart from
+ * calling the WriteBatch's put and delete methods it is handed.
  *
  * write_new_object(...) does what store/apply.py's Planner._upsert does for an object
  * the view does not hold yet: the item hash (BLAKE2b-64, as deltas.digest.item_hash),
@@ -9,13 +9,22 @@
  * into the batch. It returns (item_hash, meta) for the planner's in-memory state, or
  * None when a number does not fit its field (the Python code then raises as before).
  *
+ * write_replacement(...) does the same for an object the view holds whose content
+ * changed (the churn of a live cluster): new version and objmeta, the old version's
+ * end, and it tells whether the index fields changed by comparing their msgpack bytes
+ * in the old and the new header (the caller re-indexes only then), so the old header
+ * is never decoded in the common case.
+ *
  * Why C: for a new object those puts and byte strings were about a third of the
- * consumer's main thread (docs/benchmarks.md, session 5). The byte layout is
- * store/layout.py's; tests/store/test_speedups.py checks both produce the same store.
+ * consumer's main thread (docs/benchmarks.md, session 5); an update spent its time in
+ * the same places plus the old header's decode (session 6). The byte layout is
+ * store/layout.py's; tests/store/test_write_speedups.py checks both paths produce the
+ * same store.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <limits.h>
 #include <string.h>
 
 /* -- BLAKE2b (RFC 7693), unkeyed, 8-byte digest ------------------------------------- */
@@ -310,6 +319,240 @@ done:
     return result;
 }
 
+/* -- msgpack skipping (the stored and the wire header are msgpack arrays) ------------- */
+
+static inline uint64_t get_be(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+/* Advance *pos past one msgpack object of b[0:n]; -1 if it is malformed or cut short. */
+static int mp_skip(const uint8_t *b, Py_ssize_t n, Py_ssize_t *pos, int depth) {
+    if (depth > 32 || *pos >= n) return -1;
+    uint8_t t = b[(*pos)++];
+    uint64_t len = 0, items = 0;
+    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) return 0;
+    if ((t & 0xe0) == 0xa0) len = t & 0x1f;                  /* fixstr */
+    else if ((t & 0xf0) == 0x90) items = t & 0x0f;           /* fixarray */
+    else if ((t & 0xf0) == 0x80) items = 2 * (uint64_t)(t & 0x0f); /* fixmap */
+    else {
+        int w;
+        switch (t) {
+        case 0xcc: case 0xd0: len = 1; break;
+        case 0xcd: case 0xd1: len = 2; break;
+        case 0xca: case 0xce: case 0xd2: len = 4; break;
+        case 0xcb: case 0xcf: case 0xd3: len = 8; break;
+        case 0xd4: len = 2; break; case 0xd5: len = 3; break; case 0xd6: len = 5; break;
+        case 0xd7: len = 9; break; case 0xd8: len = 17; break;
+        case 0xc4: case 0xd9: case 0xc7: w = 1; goto sized;
+        case 0xc5: case 0xda: case 0xc8: w = 2; goto sized;
+        case 0xc6: case 0xdb: case 0xc9: w = 4; goto sized;
+        case 0xdc: case 0xde: w = 2; goto counted;
+        case 0xdd: case 0xdf: w = 4; goto counted;
+        default: return -1;
+        sized:
+            if (*pos + w > n) return -1;
+            len = get_be(b + *pos, w) + (t >= 0xc7 && t <= 0xc9 ? 1 : 0); /* ext: + type */
+            *pos += w;
+            break;
+        counted:
+            if (*pos + w > n) return -1;
+            items = get_be(b + *pos, w) * (t >= 0xde ? 2 : 1);
+            *pos += w;
+            break;
+        }
+    }
+    if (len) {
+        if ((uint64_t)(n - *pos) < len) return -1;
+        *pos += (Py_ssize_t)len;
+    }
+    for (uint64_t i = 0; i < items; i++)
+        if (mp_skip(b, n, pos, depth + 1) < 0) return -1;
+    return 0;
+}
+
+#define H_LABELS 12 /* labels, owners, app: consecutive fields of the header array */
+#define H_INDEXED 3
+
+/* The bytes of the header's labels, owners and app fields; -1 if the header is not an
+ * array with them. Equal bytes mean equal values (msgpack decodes deterministically). */
+static int index_span(const uint8_t *b, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *end) {
+    Py_ssize_t pos = 1;
+    uint64_t count;
+    if (n < 1) return -1;
+    if ((b[0] & 0xf0) == 0x90) count = b[0] & 0x0f;
+    else if (b[0] == 0xdc && n >= 3) { count = get_be(b + 1, 2); pos = 3; }
+    else if (b[0] == 0xdd && n >= 5) { count = get_be(b + 1, 4); pos = 5; }
+    else return -1;
+    if (count < H_LABELS + H_INDEXED) return -1;
+    for (int i = 0; i < H_LABELS; i++)
+        if (mp_skip(b, n, &pos, 0) < 0) return -1;
+    *start = pos;
+    for (int i = 0; i < H_INDEXED; i++)
+        if (mp_skip(b, n, &pos, 0) < 0) return -1;
+    *end = pos;
+    return 0;
+}
+
+static PyObject *index_fields_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 1 || !PyBytes_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "index_fields_span(header: bytes)");
+        return NULL;
+    }
+    Py_ssize_t start, end;
+    if (index_span((const uint8_t *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), &start,
+                   &end) < 0)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(nn)", start, end);
+}
+
+/* write_replacement: Planner._upsert for an object the view holds (``old`` is its
+ * objmeta) whose content changed: the new version and objmeta, and the old version's
+ * end (an expiry entry, or its deletion when no history is kept). The index entries
+ * are left to the caller when labels, owners or app changed (rare: the last value
+ * says so). Returns (item_hash, meta, old_item_hash, old_partition, index_unchanged),
+ * or None, writing nothing, when the Python path must decide: the item hash and
+ * partition are the old ones (maybe an unchanged object), a number does not fit its
+ * field, or ``old`` is not an objmeta value. */
+static PyObject *write_replacement(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 16) {
+        PyErr_SetString(PyExc_TypeError, "write_replacement takes 16 arguments");
+        return NULL;
+    }
+    PyObject *put = args[0], *del = args[1], *handles = args[2], *value = args[3],
+             *objkey = args[5], *cluster = args[6], *body = args[12], *rv = args[13],
+             *old = args[14];
+    if (!PyTuple_CheckExact(handles) || PyTuple_GET_SIZE(handles) != 3 ||
+        !PyBytes_CheckExact(value) || !PyBytes_CheckExact(objkey) ||
+        !PyUnicode_CheckExact(cluster) || !(body == Py_None || PyBytes_CheckExact(body)) ||
+        !PyUnicode_CheckExact(rv) || !PyBytes_CheckExact(old)) {
+        PyErr_SetString(PyExc_TypeError, "write_replacement: unexpected argument types");
+        return NULL;
+    }
+    PyObject *h_versions = PyTuple_GET_ITEM(handles, 0), *h_objmeta = PyTuple_GET_ITEM(handles, 1),
+             *h_expiry = PyTuple_GET_ITEM(handles, 2);
+    Py_ssize_t body_offset = PyLong_AsSsize_t(args[4]);
+    unsigned long long part = PyLong_AsUnsignedLongLong(args[7]);
+    unsigned long long offset = PyLong_AsUnsignedLongLong(args[8]);
+    unsigned long long event_ms = PyLong_AsUnsignedLongLong(args[9]);
+    unsigned long long gen = PyLong_AsUnsignedLongLong(args[10]);
+    unsigned long long flags = PyLong_AsUnsignedLongLong(args[11]);
+    /* versions that ended before this instant are deleted at once (None: no history) */
+    long long cutoff = 0;
+    int keep_history = args[15] != Py_None;
+    if (keep_history) cutoff = PyLong_AsLongLong(args[15]);
+    if (PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) { PyErr_Clear(); Py_RETURN_NONE; }
+        return NULL;
+    }
+    if (part > 0xffffffffULL || gen > 0xffffffffULL || flags > 0xff) Py_RETURN_NONE;
+    Py_ssize_t vlen = PyBytes_GET_SIZE(value), olen = PyBytes_GET_SIZE(old);
+    if (body_offset < PREFIX_SIZE || body_offset > vlen) {
+        PyErr_SetString(PyExc_ValueError, "write_replacement: body_offset outside the value");
+        return NULL;
+    }
+    if (olen < META_SIZE) Py_RETURN_NONE;
+    Py_ssize_t klen = PyBytes_GET_SIZE(objkey);
+    Py_ssize_t cut = PyUnicode_GET_LENGTH(cluster);
+    if (!PyUnicode_IS_ASCII(cluster) || cut + 1 > klen) {
+        PyErr_SetString(PyExc_ValueError, "write_replacement: objkey does not start with cluster");
+        return NULL;
+    }
+    const uint8_t *vbuf = (const uint8_t *)PyBytes_AS_STRING(value);
+    const uint8_t *kbuf = (const uint8_t *)PyBytes_AS_STRING(objkey);
+    const uint8_t *obuf = (const uint8_t *)PyBytes_AS_STRING(old);
+
+    Py_ssize_t rvlen;
+    const char *rvs = PyUnicode_AsUTF8AndSize(rv, &rvlen);
+    if (rvs == NULL) return NULL;
+    blake2b st;
+    b2_init(&st);
+    b2_update(&st, kbuf + cut + 1, (size_t)(klen - cut - 1));
+    b2_update(&st, (const uint8_t *)"\0", 1);
+    b2_update(&st, (const uint8_t *)rvs, (size_t)rvlen);
+    uint64_t ih = b2_final(&st);
+    uint64_t o_part = get_be(obuf + 3, 4), o_off = get_be(obuf + 7, 8),
+             o_ih = get_be(obuf + 15, 8), o_ev = get_be(obuf + 23, 8);
+    if (o_ih == ih && o_part == part) Py_RETURN_NONE;
+
+    const uint8_t *header = vbuf + PREFIX_SIZE;
+    Py_ssize_t hlen = body_offset - PREFIX_SIZE;
+    Py_ssize_t ns, ne, os, oe;
+    int index_same = index_span(header, hlen, &ns, &ne) == 0 &&
+                     index_span(obuf + META_SIZE, olen - META_SIZE, &os, &oe) == 0 &&
+                     ne - ns == oe - os &&
+                     memcmp(header + ns, obuf + META_SIZE + os, (size_t)(ne - ns)) == 0;
+
+    uint8_t prefix[META_SIZE];
+    prefix[0] = SCHEMA_VERSION;
+    prefix[1] = (uint8_t)flags;
+    prefix[2] = FORMAT_VERSION;
+    put_be(prefix + 3, part, 4);
+    put_be(prefix + 7, offset, 8);
+    put_be(prefix + 15, ih, 8);
+    put_be(prefix + 23, event_ms, 8);
+    put_be(prefix + 31, gen, 4);
+
+    Py_ssize_t mlen = META_SIZE + hlen;
+    PyObject *meta = NULL, *vkey = NULL, *vval = NULL, *hkey = NULL, *result = NULL;
+    if ((meta = PyBytes_FromStringAndSize(NULL, mlen)) == NULL) goto done;
+    memcpy(PyBytes_AS_STRING(meta), prefix, META_SIZE);
+    memcpy(PyBytes_AS_STRING(meta) + META_SIZE, header, (size_t)hlen);
+
+    if ((vkey = PyBytes_FromStringAndSize(NULL, klen + 17)) == NULL) goto done;
+    uint8_t *vk = (uint8_t *)PyBytes_AS_STRING(vkey);
+    memcpy(vk, kbuf, (size_t)klen);
+    vk[klen] = 0;
+    put_be(vk + klen + 1, event_ms, 8);
+    put_be(vk + klen + 9, offset, 8);
+
+    Py_ssize_t blen = body == Py_None ? vlen - body_offset : PyBytes_GET_SIZE(body);
+    if ((vval = PyBytes_FromStringAndSize(NULL, HIST_SIZE + mlen + blen)) == NULL) goto done;
+    uint8_t *vv = (uint8_t *)PyBytes_AS_STRING(vval);
+    vv[0] = HIST_VERSION;
+    put_be(vv + 1, (uint64_t)mlen, 4);
+    memcpy(vv + HIST_SIZE, PyBytes_AS_STRING(meta), (size_t)mlen);
+    memcpy(vv + HIST_SIZE + mlen,
+           body == Py_None ? (const char *)vbuf + body_offset : PyBytes_AS_STRING(body),
+           (size_t)blen);
+
+    if (do_put(put, vkey, vval, h_versions) < 0) goto done;
+    if (do_put(put, objkey, meta, h_objmeta) < 0) goto done;
+
+    /* Planner._ended: the old version stopped being current at event_ms */
+    if (!(o_ev == event_ms && o_off == offset)) {
+        int expire =
+            keep_history && (event_ms > (uint64_t)LLONG_MAX || (long long)event_ms >= cutoff);
+        Py_ssize_t off = expire ? 8 : 0;
+        if ((hkey = PyBytes_FromStringAndSize(NULL, off + klen + 17)) == NULL) goto done;
+        uint8_t *hk = (uint8_t *)PyBytes_AS_STRING(hkey);
+        if (expire) put_be(hk, event_ms, 8);
+        memcpy(hk + off, kbuf, (size_t)klen);
+        hk[off + klen] = 0;
+        put_be(hk + off + klen + 1, o_ev, 8);
+        put_be(hk + off + klen + 9, o_off, 8);
+        if (expire) {
+            if (do_put(put, hkey, empty_bytes, h_expiry) < 0) goto done;
+        } else {
+            PyObject *dargs[2] = {hkey, h_versions};
+            PyObject *r = PyObject_Vectorcall(del, dargs, 2, NULL);
+            if (r == NULL) goto done;
+            Py_DECREF(r);
+        }
+    }
+    result = Py_BuildValue("(KOKKO)", (unsigned long long)ih, meta, (unsigned long long)o_ih,
+                           (unsigned long long)o_part, index_same ? Py_True : Py_False);
+done:
+    Py_XDECREF(meta);
+    Py_XDECREF(vkey);
+    Py_XDECREF(vval);
+    Py_XDECREF(hkey);
+    return result;
+}
+
 static PyObject *item_hash(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 2 || !PyBytes_Check(args[0]) || !PyUnicode_Check(args[1])) {
@@ -332,6 +575,13 @@ static PyMethodDef methods[] = {
      "write_new_object(put, (h_versions, h_objmeta, h_label, h_owner, h_app), value, "
      "body_offset, objkey, cluster, part, offset, event_ms, gen, flags, body, labels, owners, "
      "app, resource_version) -> (item_hash, meta) | None"},
+    {"write_replacement", (PyCFunction)(void (*)(void))write_replacement, METH_FASTCALL,
+     "write_replacement(put, delete, (h_versions, h_objmeta, h_history_expiry), value, "
+     "body_offset, objkey, cluster, part, offset, event_ms, gen, flags, body, "
+     "resource_version, old_meta, history_cutoff_ms | None) -> (item_hash, meta, "
+     "old_item_hash, old_partition, index_unchanged) | None"},
+    {"index_fields_span", (PyCFunction)(void (*)(void))index_fields_span, METH_FASTCALL,
+     "index_fields_span(header) -> (start, end) | None: bytes of labels, owners, app"},
     {"item_hash", (PyCFunction)(void (*)(void))item_hash, METH_FASTCALL,
      "item_hash(key, resource_version) -> int: deltas.digest.item_hash in C"},
     {NULL, NULL, 0, NULL},

@@ -33,7 +33,7 @@ from deltas.errors import DeltaFormatError
 from deltas.keys import cluster_from_topic, parse_identity
 from deltas.model import BodyEncoding, Op
 from store import layout as L
-from store._speedups import write_new_object
+from store._speedups import write_new_object, write_replacement
 from store.db import Handles, multi_get
 from store.options import StoreOptions
 from store.reads import scan
@@ -128,6 +128,9 @@ class Planner:
             self.h_owner,
             self.h_app,
         )
+        self.replacement_cfs = (self.h_versions, self.h_objmeta, self.h_expiry)
+        #: write_replacement's history setting: versions ended before it are deleted
+        self.replacement_cutoff = self.history_cutoff if self.keep_history else None
 
     # -- pass 1: validate ----------------------------------------------------------------
 
@@ -396,9 +399,39 @@ class Planner:
                 self.kind_delta[kk] = self.kind_delta.get(kk, 0) + 1
                 self.feed.append((_OP_UPSERT, h.event_time_ms, objkey, h.resource_version))
                 return
+        flags = L.FLAG_CONVERTED if h.body_encoding is _MSGPACK else 0
+        batch = self.batch
+        if old is not None:
+            # A changed object: its writes in C too, unless it may be unchanged (same
+            # item hash and partition), which the Python path below decides.
+            replaced = write_replacement(
+                batch.put,
+                batch.delete,
+                self.replacement_cfs,
+                value,
+                h.body_offset,
+                objkey,
+                cluster,
+                part,
+                rec.offset,
+                h.event_time_ms,
+                gen,
+                flags,
+                body,
+                h.resource_version,
+                old,
+                self.replacement_cutoff,
+            )
+            if replaced is not None:
+                ih, meta, o_ih, o_part, index_unchanged = replaced
+                if not index_unchanged:
+                    self._reindex(objkey, cluster, L.header_fields(old), h)
+                self._rehash(cluster, part, ih, o_part, o_ih)
+                overlay[objkey] = meta
+                self.feed.append((_OP_UPSERT, h.event_time_ms, objkey, h.resource_version))
+                return
         ident = objkey[len(cluster) + 1 :]
         ih = item_hash(ident, h.resource_version)
-        batch = self.batch
         old_fields: list[Any] | None = None
         if old is not None:
             _s, o_flags, o_wire, o_part, o_off, o_ih, o_ev, o_gen = L.META.unpack_from(old)
@@ -416,7 +449,6 @@ class Planner:
                         overlay[objkey] = meta
                     self.unchanged += 1
                     return
-        flags = L.FLAG_CONVERTED if h.body_encoding is BodyEncoding.MSGPACK else 0
         prefix = L.META.pack(
             L.SCHEMA_VERSION, flags, FORMAT_VERSION, part, rec.offset, ih, h.event_time_ms, gen
         )
@@ -457,42 +489,53 @@ class Planner:
             kk = (cluster, k.group, k.kind)
             self.kind_delta[kk] = self.kind_delta.get(kk, 0) + 1
         else:
-            if old_fields is None:
-                old_fields = L.header_fields(old)
-            old_labels = old_fields[L.H_LABELS]
-            if old_labels != labels:
-                for lk, lv in old_labels.items():
-                    if labels.get(lk) != lv:
-                        batch.delete(esc(lk) + b"\x00" + esc(lv) + b"\x00" + objkey, self.h_label)
-                for lk, lv in labels.items():
-                    if old_labels.get(lk) != lv:
-                        batch.put(esc(lk) + b"\x00" + esc(lv) + b"\x00" + objkey, b"", self.h_label)
-            old_owners = old_fields[L.H_OWNERS]
-            if tuple(old_owners) != owners:
-                cb = cluster.encode()
-                for o in set(old_owners) - set(owners):
-                    batch.delete(cb + b"\x00" + esc(o) + b"\x00" + objkey, self.h_owner)
-                for o in set(owners) - set(old_owners):
-                    batch.put(cb + b"\x00" + esc(o) + b"\x00" + objkey, b"", self.h_owner)
-            old_app = old_fields[L.H_APP]
-            if old_app != app:
-                if old_app:
-                    batch.delete(esc(old_app) + b"\x00" + objkey, self.h_app)
-                if app:
-                    batch.put(esc(app) + b"\x00" + objkey, b"", self.h_app)
-            if o_part == part:
-                d = self._digest(cluster, part)
-                d[1] = (d[1] - o_ih + ih) & _MASK
-            else:  # the topic was repartitioned: the object now counts in another partition
-                d = self._digest(cluster, o_part)
-                d[0] -= 1
-                d[1] = (d[1] - o_ih) & _MASK
-                d = self._digest(cluster, part)
-                d[0] += 1
-                d[1] = (d[1] + ih) & _MASK
+            self._reindex(
+                objkey, cluster, old_fields if old_fields is not None else L.header_fields(old), h
+            )
+            self._rehash(cluster, part, ih, o_part, o_ih)
             self._ended(objkey, old, h.event_time_ms, vkey)
         overlay[objkey] = meta
         self.feed.append((_OP_UPSERT, h.event_time_ms, objkey, h.resource_version))
+
+    def _reindex(self, objkey: bytes, cluster: str, old_fields: list[Any], h: Any) -> None:
+        """The index entries that differ between the stored header and ``h``."""
+        batch = self.batch
+        esc = L.esc
+        labels, owners, app = h.labels, h.owners, h.app
+        old_labels = old_fields[L.H_LABELS]
+        if old_labels != labels:
+            for lk, lv in old_labels.items():
+                if labels.get(lk) != lv:
+                    batch.delete(esc(lk) + b"\x00" + esc(lv) + b"\x00" + objkey, self.h_label)
+            for lk, lv in labels.items():
+                if old_labels.get(lk) != lv:
+                    batch.put(esc(lk) + b"\x00" + esc(lv) + b"\x00" + objkey, b"", self.h_label)
+        old_owners = old_fields[L.H_OWNERS]
+        if tuple(old_owners) != owners:
+            cb = cluster.encode()
+            for o in set(old_owners) - set(owners):
+                batch.delete(cb + b"\x00" + esc(o) + b"\x00" + objkey, self.h_owner)
+            for o in set(owners) - set(old_owners):
+                batch.put(cb + b"\x00" + esc(o) + b"\x00" + objkey, b"", self.h_owner)
+        old_app = old_fields[L.H_APP]
+        if old_app != app:
+            if old_app:
+                batch.delete(esc(old_app) + b"\x00" + objkey, self.h_app)
+            if app:
+                batch.put(esc(app) + b"\x00" + objkey, b"", self.h_app)
+
+    def _rehash(self, cluster: str, part: int, ih: int, o_part: int, o_ih: int) -> None:
+        """A replaced object's item hash in its partition's digest."""
+        if o_part == part:
+            d = self._digest(cluster, part)
+            d[1] = (d[1] - o_ih + ih) & _MASK
+        else:  # the topic was repartitioned: the object now counts in another partition
+            d = self._digest(cluster, o_part)
+            d[0] -= 1
+            d[1] = (d[1] - o_ih) & _MASK
+            d = self._digest(cluster, part)
+            d[0] += 1
+            d[1] = (d[1] + ih) & _MASK
 
     def _delete(self, objkey: bytes, cluster: str, event_ms: int, offset: int) -> bool:
         """Delete the object if present (as of this point of the batch); False if absent."""

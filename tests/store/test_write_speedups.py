@@ -1,15 +1,19 @@
-"""store._speedups (a new object's writes in C) against the Python code it replaces.
+"""store._speedups (a new or changed object's writes in C) against the Python code it
+replaces.
 
-The same records go into two stores, one planned with the C writer and one with it
+The same records go into two stores, one planned with the C writers and one with them
 switched off (the planner's Python path, the reference); the stores must be equal byte
-for byte, whatever the labels, owners, app, body encoding and history setting.
+for byte, whatever the labels, owners, app, body encoding, history setting and the
+kind of change (index fields kept or changed, re-asserted, recreated, deleted).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -54,8 +58,9 @@ def apply_both(
         for batch in batches:
             fast.apply(batch)
         fast_rows = dump(fast)
-    # the reference: the planner's Python path (the C writer declines every object)
+    # the reference: the planner's Python path (the C writers decline every object)
     monkeypatch.setattr("store.apply.write_new_object", lambda *args: None)
+    monkeypatch.setattr("store.apply.write_replacement", lambda *args: None)
     try:
         with View.open(tmp_path / "py", opts) as slow:
             for batch in batches:
@@ -104,6 +109,113 @@ def test_the_c_writer_and_the_python_path_build_the_same_store(
     fast, slow = apply_both(tmp_path, [first, second], opts, monkeypatch)
     assert fast == slow
     assert fast[L.CF_OBJMETA]  # something was written at all
+
+
+#: What the second and third batches do to an object.
+CHANGES = st.sampled_from(["same-index", "new-index", "reassert", "recreate", "delete", "none"])
+
+
+@FUZZ
+@given(
+    objects=st.lists(
+        st.tuples(
+            st.dictionaries(TEXT, TEXT, max_size=3),
+            st.lists(TEXT, max_size=2).map(tuple),
+            TEXT,
+            st.sampled_from([BodyEncoding.JSON, BodyEncoding.MSGPACK]),
+            CHANGES,
+            CHANGES,
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    history=st.booleans(),
+    recent=st.booleans(),
+)
+def test_changed_objects_are_written_the_same_by_c_and_python(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    objects: list[tuple[dict[str, str], tuple[str, ...], str, BodyEncoding, str, str]],
+    history: bool,
+    recent: bool,
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("changed")
+    # recent events keep the replaced versions as history (expiry entries); old ones
+    # are past the retention at once (the replaced version is deleted)
+    start_ms = int(time.time() * 1000) if recent else 1_600_000_000_000
+    feed = Feed("alpha", partitions=2, start_ms=start_ms)
+    first: list[Any] = []
+    later: list[Any] = []  # two changes per object in ONE batch: they chain in the overlay
+    for i, (labels, owners, app, encoding, *changes) in enumerate(objects):
+        name = f"pod-{i}"
+        first.append(
+            feed.upsert(name, "1", labels=labels, owners=owners, app=app, encoding=encoding)
+        )
+        rv, uid, gone = "1", f"uid-{name}", False
+        for step, change in enumerate(changes):
+            new_rv = f"{rv}.{step}"
+            if change == "same-index" and not gone:
+                later.append(
+                    feed.upsert(name, new_rv, labels=labels, owners=owners, app=app,
+                                uid=uid, encoding=encoding, extra=f"v{step}")
+                )  # fmt: skip
+                rv = new_rv
+            elif change == "new-index" and not gone:
+                later.append(
+                    feed.upsert(name, new_rv, labels={**labels, "step": str(step)},
+                                owners=owners[:1], app=app + "x", uid=uid)
+                )  # fmt: skip
+                rv = new_rv
+            elif change == "reassert" and not gone:  # same rv: unchanged
+                later.append(feed.upsert(name, rv, labels=labels, owners=owners, app=app, uid=uid))
+            elif change == "recreate":  # same rv, another uid (or back after a delete)
+                uid = f"uid-{name}-{step}"
+                later.append(feed.upsert(name, rv, labels=labels, uid=uid))
+                gone = False
+            elif change == "delete" and not gone:
+                later.append(feed.delete(name))
+                gone = True
+    opts = StoreOptions(history_retention_s=3600 if history else 0)
+    fast, slow = apply_both(tmp_path, [first, later], opts, monkeypatch)
+    assert fast == slow
+    assert fast[L.CF_OBJMETA] or all("delete" in o[4:] for o in objects)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(),
+            st.text(max_size=40), st.binary(max_size=300),
+            st.dictionaries(st.text(max_size=5), st.text(max_size=40), max_size=20),
+            st.lists(st.text(max_size=5), max_size=20),
+        ),
+        min_size=15, max_size=20,
+    )
+)  # fmt: skip
+def test_the_index_fields_span_is_the_msgpack_of_labels_owners_and_app(fields: list[Any]) -> None:
+    header = msgpack.packb(fields)
+    span = _speedups.index_fields_span(header)
+    assert span is not None
+    start, end = span
+    assert header[start:end] == b"".join(msgpack.packb(f) for f in fields[12:15])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_the_index_fields_span_of_garbage_is_none_or_inside_it(raw: bytes) -> None:
+    span = _speedups.index_fields_span(raw)
+    if span is not None:
+        start, end = span
+        assert 0 < start <= end <= len(raw)
+
+
+def test_a_short_header_has_no_index_fields_span() -> None:
+    header = msgpack.packb([*range(12), {"a": "b"}, ["o"], "app"])
+    assert _speedups.index_fields_span(header) == (13, len(header))
+    assert _speedups.index_fields_span(header[:-1]) is None  # cut inside the app
+    assert _speedups.index_fields_span(msgpack.packb(list(range(14)))) is None
+    assert _speedups.index_fields_span(b"") is None
 
 
 def test_escaped_index_strings_are_written_as_layout_esc_writes_them(tmp_path: Path) -> None:
