@@ -9,11 +9,16 @@ partition seen in ONE RocksDB WriteBatch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
-    """One Kafka record as the consumer received it."""
+class SourceRecord(NamedTuple):
+    """One Kafka record as the consumer received it.
+
+    A NamedTuple, not a frozen dataclass like the other values: one is built per record
+    fetched, and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per
+    field) took ~0.7 us of the consumer's one thread against ~0.25 us for a tuple.
+    """
 
     topic: str  #: cluster topic, e.g. "kubedelta.cluster.prod-eu-1"
     partition: int  #: Kafka partition
