@@ -1,6 +1,6 @@
 # One-command entry points. On a fresh machine with Python 3.11+, gcc, Java 17+ and
 # Maven, `make test` and `make demo` do all the set-up themselves: the venv,
-# the editable install with dev tools, and the Kafka broker jars.
+# the editable install with dev and benchmark tools, and the Kafka broker jars.
 #
 #   make test    lint, type-check, layer check, then the whole pytest suite
 #                (the kafka tests start the local broker themselves)
@@ -53,7 +53,7 @@ $(VENV)/bin/python:
 # the stamp (the editable install compiles deltas/ and store/_speedups.c in place).
 $(STAMP): pyproject.toml setup.py deltas/_speedups.c store/_speedups.c $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 # Kafka broker jars from Maven Central (skipped when cached for this pom).
