@@ -194,18 +194,128 @@ static int put_index(PyObject *put, PyObject *handle, PyObject *a, int a_escaped
 #define FORMAT_VERSION 1
 #define HIST_VERSION 1
 
+/* The arguments both writers share, in this order: value, body_offset, objkey, cluster,
+ * part, offset, event_ms, gen, flags, body. */
+typedef struct {
+    PyObject *value, *objkey, *body;
+    Py_ssize_t body_offset, vlen, klen, cut;
+    unsigned long long part, offset, event_ms, gen, flags;
+    const uint8_t *vbuf, *kbuf;
+} object_args;
+
+/* 1: parsed; 0: a number does not fit its field (the caller returns None, writing
+ * nothing, and the Python path raises as before); -1: an exception is set. */
+static int parse_object_args(const char *fn, PyObject *const *a, object_args *o) {
+    PyObject *cluster = a[3];
+    o->value = a[0];
+    o->objkey = a[2];
+    o->body = a[9];
+    if (!PyBytes_CheckExact(o->value) || !PyBytes_CheckExact(o->objkey) ||
+        !PyUnicode_CheckExact(cluster) || !(o->body == Py_None || PyBytes_CheckExact(o->body))) {
+        PyErr_Format(PyExc_TypeError, "%s: unexpected argument types", fn);
+        return -1;
+    }
+    o->body_offset = PyLong_AsSsize_t(a[1]);
+    o->part = PyLong_AsUnsignedLongLong(a[4]);
+    o->offset = PyLong_AsUnsignedLongLong(a[5]);
+    o->event_ms = PyLong_AsUnsignedLongLong(a[6]);
+    o->gen = PyLong_AsUnsignedLongLong(a[7]);
+    o->flags = PyLong_AsUnsignedLongLong(a[8]);
+    if (PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) { PyErr_Clear(); return 0; }
+        return -1;
+    }
+    if (o->part > 0xffffffffULL || o->gen > 0xffffffffULL || o->flags > 0xff) return 0;
+    o->vlen = PyBytes_GET_SIZE(o->value);
+    if (o->body_offset < PREFIX_SIZE || o->body_offset > o->vlen) {
+        PyErr_Format(PyExc_ValueError, "%s: body_offset outside the value", fn);
+        return -1;
+    }
+    o->klen = PyBytes_GET_SIZE(o->objkey);
+    o->cut = PyUnicode_GET_LENGTH(cluster); /* cluster names are ASCII */
+    if (!PyUnicode_IS_ASCII(cluster) || o->cut + 1 > o->klen) {
+        PyErr_Format(PyExc_ValueError, "%s: objkey does not start with cluster", fn);
+        return -1;
+    }
+    o->vbuf = (const uint8_t *)PyBytes_AS_STRING(o->value);
+    o->kbuf = (const uint8_t *)PyBytes_AS_STRING(o->objkey);
+    return 1;
+}
+
+/* item hash: blake2b-64(identity \0 rv), identity = objkey after "cluster\0" */
+static uint64_t object_item_hash(const object_args *o, const char *rvs, Py_ssize_t rvlen) {
+    blake2b st;
+    b2_init(&st);
+    b2_update(&st, o->kbuf + o->cut + 1, (size_t)(o->klen - o->cut - 1));
+    b2_update(&st, (const uint8_t *)"\0", 1);
+    b2_update(&st, (const uint8_t *)rvs, (size_t)rvlen);
+    return b2_final(&st);
+}
+
+typedef struct {
+    PyObject *meta, *vkey, *vval; /* new references, or NULL */
+} version_t;
+
+static void version_clear(version_t *v) {
+    Py_CLEAR(v->meta);
+    Py_CLEAR(v->vkey);
+    Py_CLEAR(v->vval);
+}
+
+/* A new version's byte strings: the objmeta value (META prefix + the record's wire
+ * header), its key in versions (objkey \0 BE64(event ms) BE64(offset)) and its value
+ * (HIST(1, len(meta)) meta body; the body as received, JSON, or the converted one).
+ * 0 on success; -1 with an exception set (v cleared). */
+static int build_version(version_t *v, uint64_t ih, const object_args *o) {
+    uint8_t prefix[META_SIZE];
+    prefix[0] = SCHEMA_VERSION;
+    prefix[1] = (uint8_t)o->flags;
+    prefix[2] = FORMAT_VERSION;
+    put_be(prefix + 3, o->part, 4);
+    put_be(prefix + 7, o->offset, 8);
+    put_be(prefix + 15, ih, 8);
+    put_be(prefix + 23, o->event_ms, 8);
+    put_be(prefix + 31, o->gen, 4);
+    const uint8_t *vbuf = o->vbuf, *kbuf = o->kbuf;
+    Py_ssize_t klen = o->klen, body_offset = o->body_offset;
+    PyObject *body = o->body;
+    Py_ssize_t hlen = body_offset - PREFIX_SIZE;
+    Py_ssize_t mlen = META_SIZE + hlen;
+    Py_ssize_t blen = body == Py_None ? o->vlen - body_offset : PyBytes_GET_SIZE(body);
+    v->meta = PyBytes_FromStringAndSize(NULL, mlen);
+    v->vkey = PyBytes_FromStringAndSize(NULL, klen + 17);
+    v->vval = PyBytes_FromStringAndSize(NULL, HIST_SIZE + mlen + blen);
+    if (v->meta == NULL || v->vkey == NULL || v->vval == NULL) {
+        version_clear(v);
+        return -1;
+    }
+    char *m = PyBytes_AS_STRING(v->meta);
+    memcpy(m, prefix, META_SIZE);
+    memcpy(m + META_SIZE, vbuf + PREFIX_SIZE, (size_t)hlen);
+    uint8_t *vk = (uint8_t *)PyBytes_AS_STRING(v->vkey);
+    memcpy(vk, kbuf, (size_t)klen);
+    vk[klen] = 0;
+    put_be(vk + klen + 1, o->event_ms, 8);
+    put_be(vk + klen + 9, o->offset, 8);
+    uint8_t *vv = (uint8_t *)PyBytes_AS_STRING(v->vval);
+    vv[0] = HIST_VERSION;
+    put_be(vv + 1, (uint64_t)mlen, 4);
+    memcpy(vv + HIST_SIZE, m, (size_t)mlen);
+    memcpy(vv + HIST_SIZE + mlen,
+           body == Py_None ? (const char *)vbuf + body_offset : PyBytes_AS_STRING(body),
+           (size_t)blen);
+    return 0;
+}
+
 static PyObject *write_new_object(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 16) {
         PyErr_SetString(PyExc_TypeError, "write_new_object takes 16 arguments");
         return NULL;
     }
-    PyObject *put = args[0], *handles = args[1], *value = args[2], *objkey = args[4],
-             *cluster = args[5], *body = args[11], *labels = args[12], *owners = args[13],
-             *app = args[14], *rv = args[15];
+    PyObject *put = args[0], *handles = args[1], *cluster = args[5], *labels = args[12],
+             *owners = args[13], *app = args[14], *rv = args[15];
     if (!PyTuple_CheckExact(handles) || PyTuple_GET_SIZE(handles) != 5 ||
-        !PyBytes_CheckExact(value) || !PyBytes_CheckExact(objkey) ||
-        !PyUnicode_CheckExact(cluster) || !(body == Py_None || PyBytes_CheckExact(body)) ||
         !PyDict_CheckExact(labels) || !PyTuple_CheckExact(owners) ||
         !PyUnicode_CheckExact(app) || !PyUnicode_CheckExact(rv)) {
         PyErr_SetString(PyExc_TypeError, "write_new_object: unexpected argument types");
@@ -214,80 +324,20 @@ static PyObject *write_new_object(PyObject *self, PyObject *const *args, Py_ssiz
     PyObject *h_versions = PyTuple_GET_ITEM(handles, 0), *h_objmeta = PyTuple_GET_ITEM(handles, 1),
              *h_label = PyTuple_GET_ITEM(handles, 2), *h_owner = PyTuple_GET_ITEM(handles, 3),
              *h_app = PyTuple_GET_ITEM(handles, 4);
-    Py_ssize_t body_offset = PyLong_AsSsize_t(args[3]);
-    unsigned long long part = PyLong_AsUnsignedLongLong(args[6]);
-    unsigned long long offset = PyLong_AsUnsignedLongLong(args[7]);
-    unsigned long long event_ms = PyLong_AsUnsignedLongLong(args[8]);
-    unsigned long long gen = PyLong_AsUnsignedLongLong(args[9]);
-    unsigned long long flags = PyLong_AsUnsignedLongLong(args[10]);
-    if (PyErr_Occurred()) {
-        if (PyErr_ExceptionMatches(PyExc_OverflowError)) { PyErr_Clear(); Py_RETURN_NONE; }
-        return NULL;
-    }
-    if (part > 0xffffffffULL || gen > 0xffffffffULL || flags > 0xff) Py_RETURN_NONE;
-    Py_ssize_t vlen = PyBytes_GET_SIZE(value);
-    if (body_offset < PREFIX_SIZE || body_offset > vlen) {
-        PyErr_SetString(PyExc_ValueError, "write_new_object: body_offset outside the value");
-        return NULL;
-    }
-    Py_ssize_t klen = PyBytes_GET_SIZE(objkey);
-    Py_ssize_t cut = PyUnicode_GET_LENGTH(cluster); /* cluster names are ASCII */
-    if (!PyUnicode_IS_ASCII(cluster) || cut + 1 > klen) {
-        PyErr_SetString(PyExc_ValueError, "write_new_object: objkey does not start with cluster");
-        return NULL;
-    }
-    const uint8_t *vbuf = (const uint8_t *)PyBytes_AS_STRING(value);
-    const uint8_t *kbuf = (const uint8_t *)PyBytes_AS_STRING(objkey);
-
-    /* item hash: blake2b-64(identity \0 rv), identity = objkey after "cluster\0" */
+    object_args o;
+    int parsed = parse_object_args("write_new_object", args + 2, &o);
+    if (parsed < 0) return NULL;
+    if (parsed == 0) Py_RETURN_NONE;
+    PyObject *objkey = o.objkey;
     Py_ssize_t rvlen;
     const char *rvs = PyUnicode_AsUTF8AndSize(rv, &rvlen);
     if (rvs == NULL) return NULL;
-    blake2b st;
-    b2_init(&st);
-    b2_update(&st, kbuf + cut + 1, (size_t)(klen - cut - 1));
-    b2_update(&st, (const uint8_t *)"\0", 1);
-    b2_update(&st, (const uint8_t *)rvs, (size_t)rvlen);
-    uint64_t ih = b2_final(&st);
-
-    uint8_t prefix[META_SIZE];
-    prefix[0] = SCHEMA_VERSION;
-    prefix[1] = (uint8_t)flags;
-    prefix[2] = FORMAT_VERSION;
-    put_be(prefix + 3, part, 4);
-    put_be(prefix + 7, offset, 8);
-    put_be(prefix + 15, ih, 8);
-    put_be(prefix + 23, event_ms, 8);
-    put_be(prefix + 31, gen, 4);
-
-    Py_ssize_t hlen = body_offset - PREFIX_SIZE;
-    Py_ssize_t mlen = META_SIZE + hlen;
-    PyObject *meta = NULL, *vkey = NULL, *vval = NULL, *ih_o = NULL, *result = NULL;
-    if ((meta = PyBytes_FromStringAndSize(NULL, mlen)) == NULL) goto done;
-    memcpy(PyBytes_AS_STRING(meta), prefix, META_SIZE);
-    memcpy(PyBytes_AS_STRING(meta) + META_SIZE, vbuf + PREFIX_SIZE, (size_t)hlen);
-
-    /* version key: objkey \0 BE64(event ms) BE64(offset) */
-    if ((vkey = PyBytes_FromStringAndSize(NULL, klen + 17)) == NULL) goto done;
-    uint8_t *vk = (uint8_t *)PyBytes_AS_STRING(vkey);
-    memcpy(vk, kbuf, (size_t)klen);
-    vk[klen] = 0;
-    put_be(vk + klen + 1, event_ms, 8);
-    put_be(vk + klen + 9, offset, 8);
-
-    /* version value: HIST(1, len(meta)) meta body, the body as received (JSON) or the
-     * converted one */
-    Py_ssize_t blen = body == Py_None ? vlen - body_offset : PyBytes_GET_SIZE(body);
-    if ((vval = PyBytes_FromStringAndSize(NULL, HIST_SIZE + mlen + blen)) == NULL) goto done;
-    uint8_t *vv = (uint8_t *)PyBytes_AS_STRING(vval);
-    vv[0] = HIST_VERSION;
-    put_be(vv + 1, (uint64_t)mlen, 4);
-    memcpy(vv + HIST_SIZE, PyBytes_AS_STRING(meta), (size_t)mlen);
-    memcpy(vv + HIST_SIZE + mlen,
-           body == Py_None ? (const char *)vbuf + body_offset : PyBytes_AS_STRING(body),
-           (size_t)blen);
-
-    if (do_put(put, vkey, vval, h_versions) < 0) goto done;
+    uint64_t ih = object_item_hash(&o, rvs, rvlen);
+    version_t v = {NULL, NULL, NULL};
+    PyObject *ih_o = NULL, *result = NULL;
+    if (build_version(&v, ih, &o) < 0) return NULL;
+    PyObject *meta = v.meta;
+    if (do_put(put, v.vkey, v.vval, h_versions) < 0) goto done;
     if (do_put(put, objkey, meta, h_objmeta) < 0) goto done;
     PyObject *lk, *lv;
     Py_ssize_t pos = 0;
@@ -312,9 +362,7 @@ static PyObject *write_new_object(PyObject *self, PyObject *const *args, Py_ssiz
     if ((ih_o = PyLong_FromUnsignedLongLong(ih)) == NULL) goto done;
     result = PyTuple_Pack(2, ih_o, meta);
 done:
-    Py_XDECREF(meta);
-    Py_XDECREF(vkey);
-    Py_XDECREF(vval);
+    version_clear(&v);
     Py_XDECREF(ih_o);
     return result;
 }
@@ -422,105 +470,58 @@ static PyObject *write_replacement(PyObject *self, PyObject *const *args, Py_ssi
         PyErr_SetString(PyExc_TypeError, "write_replacement takes 16 arguments");
         return NULL;
     }
-    PyObject *put = args[0], *del = args[1], *handles = args[2], *value = args[3],
-             *objkey = args[5], *cluster = args[6], *body = args[12], *rv = args[13],
+    PyObject *put = args[0], *del = args[1], *handles = args[2], *rv = args[13],
              *old = args[14];
     if (!PyTuple_CheckExact(handles) || PyTuple_GET_SIZE(handles) != 3 ||
-        !PyBytes_CheckExact(value) || !PyBytes_CheckExact(objkey) ||
-        !PyUnicode_CheckExact(cluster) || !(body == Py_None || PyBytes_CheckExact(body)) ||
         !PyUnicode_CheckExact(rv) || !PyBytes_CheckExact(old)) {
         PyErr_SetString(PyExc_TypeError, "write_replacement: unexpected argument types");
         return NULL;
     }
     PyObject *h_versions = PyTuple_GET_ITEM(handles, 0), *h_objmeta = PyTuple_GET_ITEM(handles, 1),
              *h_expiry = PyTuple_GET_ITEM(handles, 2);
-    Py_ssize_t body_offset = PyLong_AsSsize_t(args[4]);
-    unsigned long long part = PyLong_AsUnsignedLongLong(args[7]);
-    unsigned long long offset = PyLong_AsUnsignedLongLong(args[8]);
-    unsigned long long event_ms = PyLong_AsUnsignedLongLong(args[9]);
-    unsigned long long gen = PyLong_AsUnsignedLongLong(args[10]);
-    unsigned long long flags = PyLong_AsUnsignedLongLong(args[11]);
+    object_args o;
+    int parsed = parse_object_args("write_replacement", args + 3, &o);
+    if (parsed < 0) return NULL;
+    if (parsed == 0) Py_RETURN_NONE;
     /* versions that ended before this instant are deleted at once (None: no history) */
     long long cutoff = 0;
     int keep_history = args[15] != Py_None;
-    if (keep_history) cutoff = PyLong_AsLongLong(args[15]);
-    if (PyErr_Occurred()) {
-        if (PyErr_ExceptionMatches(PyExc_OverflowError)) { PyErr_Clear(); Py_RETURN_NONE; }
-        return NULL;
+    if (keep_history) {
+        cutoff = PyLong_AsLongLong(args[15]);
+        if (PyErr_Occurred()) {
+            if (PyErr_ExceptionMatches(PyExc_OverflowError)) { PyErr_Clear(); Py_RETURN_NONE; }
+            return NULL;
+        }
     }
-    if (part > 0xffffffffULL || gen > 0xffffffffULL || flags > 0xff) Py_RETURN_NONE;
-    Py_ssize_t vlen = PyBytes_GET_SIZE(value), olen = PyBytes_GET_SIZE(old);
-    if (body_offset < PREFIX_SIZE || body_offset > vlen) {
-        PyErr_SetString(PyExc_ValueError, "write_replacement: body_offset outside the value");
-        return NULL;
-    }
+    Py_ssize_t olen = PyBytes_GET_SIZE(old);
     if (olen < META_SIZE) Py_RETURN_NONE;
-    Py_ssize_t klen = PyBytes_GET_SIZE(objkey);
-    Py_ssize_t cut = PyUnicode_GET_LENGTH(cluster);
-    if (!PyUnicode_IS_ASCII(cluster) || cut + 1 > klen) {
-        PyErr_SetString(PyExc_ValueError, "write_replacement: objkey does not start with cluster");
-        return NULL;
-    }
-    const uint8_t *vbuf = (const uint8_t *)PyBytes_AS_STRING(value);
-    const uint8_t *kbuf = (const uint8_t *)PyBytes_AS_STRING(objkey);
+    PyObject *objkey = o.objkey;
+    const uint8_t *kbuf = o.kbuf;
+    Py_ssize_t klen = o.klen;
+    unsigned long long part = o.part, offset = o.offset, event_ms = o.event_ms;
     const uint8_t *obuf = (const uint8_t *)PyBytes_AS_STRING(old);
 
     Py_ssize_t rvlen;
     const char *rvs = PyUnicode_AsUTF8AndSize(rv, &rvlen);
     if (rvs == NULL) return NULL;
-    blake2b st;
-    b2_init(&st);
-    b2_update(&st, kbuf + cut + 1, (size_t)(klen - cut - 1));
-    b2_update(&st, (const uint8_t *)"\0", 1);
-    b2_update(&st, (const uint8_t *)rvs, (size_t)rvlen);
-    uint64_t ih = b2_final(&st);
+    uint64_t ih = object_item_hash(&o, rvs, rvlen);
     uint64_t o_part = get_be(obuf + 3, 4), o_off = get_be(obuf + 7, 8),
              o_ih = get_be(obuf + 15, 8), o_ev = get_be(obuf + 23, 8);
     if (o_ih == ih && o_part == part) Py_RETURN_NONE;
 
-    const uint8_t *header = vbuf + PREFIX_SIZE;
-    Py_ssize_t hlen = body_offset - PREFIX_SIZE;
+    const uint8_t *header = o.vbuf + PREFIX_SIZE;
+    Py_ssize_t hlen = o.body_offset - PREFIX_SIZE;
     Py_ssize_t ns, ne, os, oe;
     int index_same = index_span(header, hlen, &ns, &ne) == 0 &&
                      index_span(obuf + META_SIZE, olen - META_SIZE, &os, &oe) == 0 &&
                      ne - ns == oe - os &&
                      memcmp(header + ns, obuf + META_SIZE + os, (size_t)(ne - ns)) == 0;
 
-    uint8_t prefix[META_SIZE];
-    prefix[0] = SCHEMA_VERSION;
-    prefix[1] = (uint8_t)flags;
-    prefix[2] = FORMAT_VERSION;
-    put_be(prefix + 3, part, 4);
-    put_be(prefix + 7, offset, 8);
-    put_be(prefix + 15, ih, 8);
-    put_be(prefix + 23, event_ms, 8);
-    put_be(prefix + 31, gen, 4);
-
-    Py_ssize_t mlen = META_SIZE + hlen;
-    PyObject *meta = NULL, *vkey = NULL, *vval = NULL, *hkey = NULL, *result = NULL;
-    if ((meta = PyBytes_FromStringAndSize(NULL, mlen)) == NULL) goto done;
-    memcpy(PyBytes_AS_STRING(meta), prefix, META_SIZE);
-    memcpy(PyBytes_AS_STRING(meta) + META_SIZE, header, (size_t)hlen);
-
-    if ((vkey = PyBytes_FromStringAndSize(NULL, klen + 17)) == NULL) goto done;
-    uint8_t *vk = (uint8_t *)PyBytes_AS_STRING(vkey);
-    memcpy(vk, kbuf, (size_t)klen);
-    vk[klen] = 0;
-    put_be(vk + klen + 1, event_ms, 8);
-    put_be(vk + klen + 9, offset, 8);
-
-    Py_ssize_t blen = body == Py_None ? vlen - body_offset : PyBytes_GET_SIZE(body);
-    if ((vval = PyBytes_FromStringAndSize(NULL, HIST_SIZE + mlen + blen)) == NULL) goto done;
-    uint8_t *vv = (uint8_t *)PyBytes_AS_STRING(vval);
-    vv[0] = HIST_VERSION;
-    put_be(vv + 1, (uint64_t)mlen, 4);
-    memcpy(vv + HIST_SIZE, PyBytes_AS_STRING(meta), (size_t)mlen);
-    memcpy(vv + HIST_SIZE + mlen,
-           body == Py_None ? (const char *)vbuf + body_offset : PyBytes_AS_STRING(body),
-           (size_t)blen);
-
-    if (do_put(put, vkey, vval, h_versions) < 0) goto done;
-    if (do_put(put, objkey, meta, h_objmeta) < 0) goto done;
+    version_t v = {NULL, NULL, NULL};
+    PyObject *hkey = NULL, *result = NULL;
+    if (build_version(&v, ih, &o) < 0) return NULL;
+    if (do_put(put, v.vkey, v.vval, h_versions) < 0) goto done;
+    if (do_put(put, objkey, v.meta, h_objmeta) < 0) goto done;
 
     /* Planner._ended: the old version stopped being current at event_ms */
     if (!(o_ev == event_ms && o_off == offset)) {
@@ -543,12 +544,10 @@ static PyObject *write_replacement(PyObject *self, PyObject *const *args, Py_ssi
             Py_DECREF(r);
         }
     }
-    result = Py_BuildValue("(KOKKO)", (unsigned long long)ih, meta, (unsigned long long)o_ih,
+    result = Py_BuildValue("(KOKKO)", (unsigned long long)ih, v.meta, (unsigned long long)o_ih,
                            (unsigned long long)o_part, index_same ? Py_True : Py_False);
 done:
-    Py_XDECREF(meta);
-    Py_XDECREF(vkey);
-    Py_XDECREF(vval);
+    version_clear(&v);
     Py_XDECREF(hkey);
     return result;
 }
