@@ -62,6 +62,7 @@ HEADER_FIELDS: Final = (
     "control",
 )
 _N_FIELDS: Final = len(HEADER_FIELDS)
+_NO_BODY: Final = int(BodyEncoding.NONE)
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,20 @@ class UpsertEncoder:
     :func:`encode` with the same fields, which raises its precise error. So
     ``upsert(...)`` returns ``encode(Delta(op=Op.UPSERT, ...))`` byte for byte, or
     raises as it would; the constructor raises what every such ``encode`` would.
+    ``delete(...)`` is the same for the kind's DELETE records.
     """
 
-    __slots__ = ("_head", "_max_body", "_packer", "cluster", "group", "kind", "session", "version")
+    __slots__ = (
+        "_delete_head",
+        "_head",
+        "_max_body",
+        "_packer",
+        "cluster",
+        "group",
+        "kind",
+        "session",
+        "version",
+    )
 
     def __init__(
         self,
@@ -178,16 +190,20 @@ class UpsertEncoder:
         check_key_parts(group, kind)
         self._max_body = max_body
         self._packer = msgpack.Packer(use_bin_type=True)
-        try:
-            fixed = msgpack.packb(
-                [int(Op.UPSERT), cluster, group, version, kind], use_bin_type=True
-            )
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise DeltaFormatError(f"cannot encode delta header: {exc}") from exc
         # msgpack arrays are a count then the items: the 18-field header is the count,
         # these five fixed items, then the 13 per-record ones (packed as a 13-array,
         # whose one-byte count is dropped).
-        self._head = b"\xdc" + _N_FIELDS.to_bytes(2, "big") + fixed[1:]
+        self._head = self._fixed_head(Op.UPSERT)
+        self._delete_head = self._fixed_head(Op.DELETE)
+
+    def _fixed_head(self, op: Op) -> bytes:
+        try:
+            fixed = msgpack.packb(
+                [int(op), self.cluster, self.group, self.version, self.kind], use_bin_type=True
+            )
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise DeltaFormatError(f"cannot encode delta header: {exc}") from exc
+        return b"\xdc" + _N_FIELDS.to_bytes(2, "big") + fixed[1:]
 
     def upsert(
         self,
@@ -256,6 +272,60 @@ class UpsertEncoder:
                 app=app,
                 body_encoding=body_encoding,
                 body=body,
+            ),
+            max_body=self._max_body,
+        )
+
+    def delete(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        resource_version: str,
+        seq: int,
+        event_time_ms: int,
+    ) -> bytes:
+        """``encode(Delta(op=Op.DELETE, ...))`` of an object of this kind (a Delta and
+        the generic checks were most of a producer's DELETE)."""
+        if (
+            type(namespace) is str
+            and type(name) is str
+            and type(uid) is str
+            and type(resource_version) is str
+            and type(seq) is int
+            and 0 <= seq <= _MAX_U64
+            and type(event_time_ms) is int
+            and 0 <= event_time_ms <= _MAX_U64
+            and name
+            and "\x00" not in namespace
+            and "\x00" not in name
+        ):
+            try:
+                tail = self._packer.pack(
+                    [namespace, name, uid, resource_version, seq, self.session, event_time_ms,
+                     {}, [], "", _NO_BODY, 0, None]
+                )  # fmt: skip
+            except (TypeError, ValueError, OverflowError):
+                self._packer = msgpack.Packer(use_bin_type=True)
+            else:
+                head = self._delete_head
+                return b"".join(
+                    (
+                        PREFIX.pack(MAGIC, FORMAT_VERSION, len(head) + len(tail) - 1),
+                        head,
+                        memoryview(tail)[1:],
+                    )
+                )
+        return encode(
+            Delta(
+                op=Op.DELETE,
+                cluster=self.cluster,
+                key=ResourceKey(self.group, self.version, self.kind, namespace, name),
+                uid=uid,
+                resource_version=resource_version,
+                seq=seq,
+                session=self.session,
+                event_time_ms=event_time_ms,
             ),
             max_body=self._max_body,
         )
@@ -449,7 +519,11 @@ def _all_str(labels: Mapping[Any, Any], owners: list[Any] | tuple[Any, ...]) -> 
     for k, v in labels.items():
         if type(k) is not str or type(v) is not str:
             return False
-    return all(type(o) is str for o in owners)
+    # A loop, not all(<generator>): ~0.15 us less per record.
+    for o in owners:  # noqa: SIM110
+        if type(o) is not str:
+            return False
+    return True
 
 
 def _new_header(

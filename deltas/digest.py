@@ -55,3 +55,7 @@ class RunningDigest:
     def remove_hash(self, value: int) -> None:
         self.count -= 1
         self.hash = (self.hash - value) & _MASK
+
+    def replace_hash(self, old: int, new: int) -> None:
+        """``remove_hash(old)`` then ``add_hash(new)``, in one call (an update's)."""
+        self.hash = (self.hash - old + new) & _MASK

@@ -13,14 +13,14 @@ from typing import Any, Protocol
 import msgspec
 import orjson
 
-from deltas import ResourceKey, identity_bytes, partition_for
+from deltas import identity_bytes, partition_for
 from deltas.codec import UpsertEncoder
 from producers.config import StripConfig
 from producers.kinds import KindRef, NamespaceFilter
 from producers.ledger import KindLedger
 from producers.metrics import KindMetrics
 from producers.records import OutRecord, RecordFactory
-from producers.shape import KindShaper, Opened, resource_version_of_raw
+from producers.shape import KindShaper, Members, Opened, members, resource_version_of_members
 from producers.strip import fingerprint_of_body
 
 #: An object as served: its raw JSON (a LIST item, a WATCH event's object), or a
@@ -57,7 +57,7 @@ class KindEmitter:
         self._partitions = factory.partitions
         self._relist_id = ""
         self._shaper = KindShaper(ref.group, ref.version, ref.kind, strip)
-        self._encoder: UpsertEncoder | None = None  #: made at the first upsert
+        self._encoder: UpsertEncoder | None = None  #: made at the first record
         #: LIST items sent / found unchanged since the metrics were last updated: a
         #: relist counts them per page, not per object (a labelled Counter takes a lock).
         self._listed_sent = 0
@@ -117,9 +117,13 @@ class KindEmitter:
     def event(self, event_type: str, obj: ServedObject, observed: float) -> str:
         """One WATCH event (ADDED, MODIFIED, DELETED); returns the object's
         resourceVersion ("" if it has none), where the watch resumes."""
-        raw = _raw(obj)
-        opened = self._shaper.open(raw)
-        rv = resource_version_of_raw(raw) if opened is None else opened.resource_version()
+        fields = members(_raw(obj))
+        return self.event_members(event_type, {} if fields is None else fields, observed)
+
+    def event_members(self, event_type: str, fields: Members, observed: float) -> str:
+        """``event`` of an object already split into its members (which it takes over)."""
+        opened = self._shaper.open_members(fields)
+        rv = resource_version_of_members(fields) if opened is None else opened.resource_version
         if event_type == "DELETED":
             self._metrics.deleted.inc()
             key = (
@@ -172,12 +176,9 @@ class KindEmitter:
         ledger = self.ledger
         if ledger.unchanged(key_bytes, fp):
             return False
-        encoder = self._encoder
-        if encoder is None:
-            encoder = self._encoder = self._factory.upsert_encoder(ref.group, ref.version, ref.kind)
         partition = partition_for(key_bytes, self._partitions)
         record = self._factory.upsert_of(
-            encoder,
+            self._encoder or self._kind_encoder(),
             namespace,
             name,
             key_bytes,
@@ -196,24 +197,29 @@ class KindEmitter:
         self._sink.submit(record)
         return True
 
+    def _kind_encoder(self) -> UpsertEncoder:
+        ref = self.ref
+        encoder = self._encoder = self._factory.upsert_encoder(ref.group, ref.version, ref.kind)
+        return encoder
+
     def _send_delete(
         self, key_bytes: bytes, uid: str, resource_version: str, observed: float
     ) -> None:
-        ref = self.ref
-        group, kind = ref.group, ref.kind
         entry = self.ledger.record_delete(key_bytes)
         if entry is None:
             return
         # The key is (group, kind, namespace, name): recover namespace/name from it.
         _, _, namespace, name = key_bytes.decode().split("\x00")
         record, tombstone = self._factory.delete(
-            ResourceKey(group, ref.version, kind, namespace, name),
+            self._encoder or self._kind_encoder(),
+            namespace,
+            name,
             key_bytes,
             partition_for(key_bytes, self._partitions),
             uid,
             resource_version or entry.resource_version,
             observed,
-            ref.label,
+            self.ref.label,
         )
         self._sink.submit(record)
         self._sink.submit(tombstone)

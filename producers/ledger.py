@@ -79,12 +79,14 @@ class KindLedger:
         entry = self._entries.get(key)
         if entry is None:
             self._entries[key] = Entry(fingerprint, resource_version, self._generation)
+            digest.add_hash(item_hash(key, resource_version))
         else:
-            digest.remove_hash(item_hash(key, entry.resource_version))
+            digest.replace_hash(
+                item_hash(key, entry.resource_version), item_hash(key, resource_version)
+            )
             entry.fingerprint = fingerprint
             entry.resource_version = resource_version
             entry.mark = self._generation
-        digest.add_hash(item_hash(key, resource_version))
 
     def record_delete(self, key: bytes) -> Entry | None:
         """A DELETE of ``key`` is being sent; returns the entry it had (None: unknown key)."""

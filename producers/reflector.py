@@ -30,7 +30,7 @@ from producers.config import WatchConfig
 from producers.emitter import KindEmitter
 from producers.errors import ApiThrottledError, ApiUnavailableError, ResourceGoneError
 from producers.metrics import ProducerMetrics
-from producers.shape import decoded, resource_version_of_raw
+from producers.shape import decoded, resource_version_of_members
 from producers.sink import KafkaSink
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,24 @@ class _ListPage(msgspec.Struct):
 
 
 class _WatchEvent(msgspec.Struct):
+    """A watch event whose object is split into its members in the same pass (the
+    emitter needs them; scanning the object twice was a tenth of an event's CPU)."""
+
     type: Any = None
-    object: msgspec.Raw = msgspec.Raw(b"null")  # msgspec takes no Raw in a union
+    object: dict[str, msgspec.Raw] | None = None
+
+
+class _AnyWatchEvent(msgspec.Struct):
+    """Any watch event: read when the object is not a JSON object (skipped) or the
+    line is not JSON at all (an error)."""
+
+    type: Any = None
+    object: Any = None
 
 
 _LIST_PAGE = msgspec.json.Decoder(_ListPage)
 _WATCH_EVENT = msgspec.json.Decoder(_WatchEvent)
+_ANY_WATCH_EVENT = msgspec.json.Decoder(_AnyWatchEvent)
 
 
 class Reflector:
@@ -190,22 +202,28 @@ class Reflector:
             observed = time.monotonic()
             try:
                 event = _WATCH_EVENT.decode(line)
-            except msgspec.DecodeError as exc:
-                raise ApiUnavailableError(f"watch event is not an event: {exc}") from exc
+            except msgspec.DecodeError:
+                _check_event(line)
+                continue  # valid JSON, but the object is not an object
             kind = event.type
-            obj = event.object
-            if bytes(memoryview(obj)[:1]) != b"{":
-                continue  # not an object (msgspec skips the whitespace before it)
-            if kind == "ERROR":
-                status = decoded(obj)
-                if isinstance(status, dict):
-                    raise error_of_event(status)
+            fields = event.object
+            if fields is None:
                 continue
+            if kind == "ERROR":
+                raise error_of_event({name: decoded(raw) for name, raw in fields.items()})
             if kind == "BOOKMARK":
-                rv = resource_version_of_raw(obj)
+                rv = resource_version_of_members(fields)
             else:
                 if not sink.has_room():
                     await sink.wait_for_room()
-                rv = emitter.event(str(kind), obj, observed)
+                rv = emitter.event_members(str(kind), fields, observed)
             if rv:
                 self.resume_rv = rv
+
+
+def _check_event(line: bytes | memoryview) -> None:
+    """Raise unless ``line`` is a JSON watch event (whatever its object)."""
+    try:
+        _ANY_WATCH_EVENT.decode(line)
+    except msgspec.DecodeError as exc:
+        raise ApiUnavailableError(f"watch event is not an event: {exc}") from exc

@@ -117,3 +117,12 @@ def test_partition_for_is_stable_and_in_range(key: bytes, partitions: int) -> No
 def test_partition_count_must_be_positive(partitions: int) -> None:
     with pytest.raises(ConfigError, match=f"at least 1 partition, got {partitions}"):
         partition_for(b"k", partitions)
+
+
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1))
+def test_replace_hash_is_remove_then_add(start: int, old: int, new: int) -> None:
+    a, b = RunningDigest(3, start), RunningDigest(3, start)
+    a.remove_hash(old)
+    a.add_hash(new)
+    b.replace_hash(old, new)
+    assert a == b
