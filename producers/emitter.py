@@ -20,7 +20,7 @@ from producers.kinds import KindRef, NamespaceFilter
 from producers.ledger import KindLedger
 from producers.metrics import KindMetrics
 from producers.records import OutRecord, RecordFactory
-from producers.shape import KindShaper, Members, Opened, members, resource_version_of_members
+from producers.shape import KindShaper, Members, Opened, members, resource_version_of_meta
 from producers.strip import fingerprint_of_body
 
 #: An object as served: its raw JSON (a LIST item, a WATCH event's object), or a
@@ -122,8 +122,16 @@ class KindEmitter:
 
     def event_members(self, event_type: str, fields: Members, observed: float) -> str:
         """``event`` of an object already split into its members (which it takes over)."""
-        opened = self._shaper.open_members(fields)
-        rv = resource_version_of_members(fields) if opened is None else opened.resource_version
+        meta = members(fields.pop("metadata")) if "metadata" in fields else None
+        return self.event_split(event_type, fields, meta, observed)
+
+    def event_split(
+        self, event_type: str, fields: Members, meta: Members | None, observed: float
+    ) -> str:
+        """``event`` of an object split into its members but metadata, and metadata
+        into its fields (None: absent or not an object); takes both over."""
+        opened = self._shaper.open_split(fields, meta)
+        rv = resource_version_of_meta(meta) if opened is None else opened.resource_version
         if event_type == "DELETED":
             self._metrics.deleted.inc()
             key = (

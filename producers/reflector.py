@@ -30,7 +30,12 @@ from producers.config import WatchConfig
 from producers.emitter import KindEmitter
 from producers.errors import ApiThrottledError, ApiUnavailableError, ResourceGoneError
 from producers.metrics import ProducerMetrics
-from producers.shape import decoded, resource_version_of_members
+from producers.shape import (
+    Members,
+    decoded,
+    resource_version_of_members,
+    resource_version_of_meta,
+)
 from producers.sink import KafkaSink
 
 log = logging.getLogger(__name__)
@@ -44,11 +49,45 @@ class _ListPage(msgspec.Struct):
 
 
 class _WatchEvent(msgspec.Struct):
-    """A watch event whose object is split into its members in the same pass (the
-    emitter needs them; scanning the object twice was a tenth of an event's CPU)."""
+    """A watch event whose object (any top level) is split into its members in the
+    same pass: the emitter needs them, and scanning the object twice was a tenth of
+    an event's CPU. Objects with the usual top level go through _UsualWatchEvent."""
 
     type: Any = None
     object: dict[str, msgspec.Raw] | None = None
+
+
+_ABSENT = msgspec.Raw(b"")  #: a member that is there is never empty
+
+
+class _UsualObject(msgspec.Struct, forbid_unknown_fields=True):
+    """The top level of most kinds' objects (Pods, workloads, Nodes, Services, most
+    custom resources), metadata split into its fields in the same pass: one scan of
+    the event instead of two, ~1 us less per event. Other objects do not decode."""
+
+    apiVersion: msgspec.Raw = _ABSENT
+    kind: msgspec.Raw = _ABSENT
+    metadata: dict[str, msgspec.Raw] | None = None
+    spec: msgspec.Raw = _ABSENT
+    status: msgspec.Raw = _ABSENT
+
+    def members(self) -> Members:
+        """The top-level members but metadata."""
+        fields: Members = {}
+        if self.apiVersion:
+            fields["apiVersion"] = self.apiVersion
+        if self.kind:
+            fields["kind"] = self.kind
+        if self.spec:
+            fields["spec"] = self.spec
+        if self.status:
+            fields["status"] = self.status
+        return fields
+
+
+class _UsualWatchEvent(msgspec.Struct):
+    type: Any = None
+    object: _UsualObject | None = None
 
 
 class _AnyWatchEvent(msgspec.Struct):
@@ -61,6 +100,7 @@ class _AnyWatchEvent(msgspec.Struct):
 
 _LIST_PAGE = msgspec.json.Decoder(_ListPage)
 _WATCH_EVENT = msgspec.json.Decoder(_WatchEvent)
+_USUAL_WATCH_EVENT = msgspec.json.Decoder(_UsualWatchEvent)
 _ANY_WATCH_EVENT = msgspec.json.Decoder(_AnyWatchEvent)
 
 
@@ -196,10 +236,32 @@ class Reflector:
             "timeoutSeconds": str(max(1, round(timeout))),
         }
         sink, emitter = self._sink, self._emitter
+        usual = True  #: the objects have the usual top level (so far)
         async for line in self._api.watch_lines(
             self.ref.collection_path(), params, config.idle_timeout_s, config.request_timeout_s
         ):
             observed = time.monotonic()
+            if usual:
+                try:
+                    usual_event = _USUAL_WATCH_EVENT.decode(line)
+                except msgspec.DecodeError:
+                    usual = False  # another top level (a ConfigMap's data, ...)
+                else:
+                    kind = usual_event.type
+                    usual_obj = usual_event.object
+                    if usual_obj is not None and kind != "ERROR":
+                        if kind == "BOOKMARK":
+                            rv = resource_version_of_meta(usual_obj.metadata)
+                        else:
+                            if not sink.has_room():
+                                await sink.wait_for_room()
+                            rv = emitter.event_split(
+                                str(kind), usual_obj.members(), usual_obj.metadata, observed
+                            )
+                        if rv:
+                            self.resume_rv = rv
+                        continue
+            # Any other object (or none): split its top level only.
             try:
                 event = _WATCH_EVENT.decode(line)
             except msgspec.DecodeError:

@@ -67,7 +67,11 @@ def encode(members_: Members) -> bytes:
 
 def resource_version_of_members(fields: Members) -> str:
     """``metadata.resourceVersion`` of an object split into members, "" if it has none."""
-    meta = members(fields["metadata"]) if "metadata" in fields else None
+    return resource_version_of_meta(members(fields["metadata"]) if "metadata" in fields else None)
+
+
+def resource_version_of_meta(meta: Members | None) -> str:
+    """``resourceVersion`` of metadata split into its fields, "" if it has none."""
     rv = value(meta.get("resourceVersion")) if meta else None
     return rv if isinstance(rv, str) else ""
 
@@ -76,7 +80,7 @@ def resource_version_of_members(fields: Members) -> str:
 class Opened:
     """An object split into members, with the identity the emitter keys and filters by."""
 
-    fields: Members  #: top-level members
+    fields: Members  #: top-level members but metadata
     meta: Members  #: metadata's fields
     namespace: str
     name: str
@@ -116,7 +120,11 @@ class KindShaper(KindRules):
         """``open`` of an object already split into its members (which it takes over)."""
         if "metadata" not in fields:
             return None
-        meta = members(fields["metadata"])
+        return self.open_split(fields, members(fields.pop("metadata")))
+
+    def open_split(self, fields: Members, meta: Members | None) -> Opened | None:
+        """``open`` of an object split into its members but metadata, and metadata
+        into its fields (None: not an object); takes both over."""
         if meta is None:
             return None
         name = value(meta.get("name"))

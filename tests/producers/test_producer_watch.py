@@ -180,11 +180,45 @@ async def test_watch_events_become_the_records_the_emitter_makes_of_them(
     assert (m.sent_upsert.value, m.unchanged.value, m.sent_delete.value) == (3, 1, 1)
 
 
+def config_map(name: str, rv: str, data: str) -> dict[str, Any]:
+    obj = served(name, rv)
+    del obj["status"]
+    return {**obj, "kind": "ConfigMap", "data": {"k": data}, "immutable": False}
+
+
+@pytest.mark.parametrize(
+    "objects",
+    [
+        # A top level other than apiVersion/kind/metadata/spec/status, first or later.
+        [config_map("a", "11", "x"), served("b", "12"), config_map("a", "13", "y")],
+        [served("b", "12"), config_map("a", "13", "y"), served("b", "14", phase="Failed")],
+        [{**served("b", "12"), "spec": None}, {**served("b", "13"), "status": 5}],
+        [{"metadata": {"name": "m", "resourceVersion": "20"}}, {"kind": "Pod", "metadata": {}}],
+    ],
+)
+async def test_any_top_level_gives_the_records_the_emitter_makes(
+    objects: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = [("MODIFIED", obj) for obj in objects]
+    stream = b"".join(event(kind, obj) for kind, obj in events)
+    reflector, sink = reflector_over(stream, monkeypatch)
+    await reflector.watch_once()
+    assert [wire(r) for r in sink.records] == records_of_events(events)
+    assert sink.records
+    assert reflector.resume_rv == objects[-1]["metadata"].get("resourceVersion", "20")
+
+
 async def test_bookmarks_move_the_resume_point_and_send_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bookmark = {"kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": "99"}}
     stream = event("ADDED", served("a", "5")) + event("BOOKMARK", bookmark)
+    reflector, sink = reflector_over(stream, monkeypatch)
+    await reflector.watch_once()
+    assert [r.op for r in sink.records] == ["upsert"]
+    assert reflector.resume_rv == "99"
+    # The same after an object with another top level.
+    stream = event("ADDED", config_map("c", "6", "x")) + event("BOOKMARK", bookmark)
     reflector, sink = reflector_over(stream, monkeypatch)
     await reflector.watch_once()
     assert [r.op for r in sink.records] == ["upsert"]
