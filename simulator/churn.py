@@ -10,6 +10,8 @@ a testable pass (:meth:`ChurnDriver.step`, no clock) and a thin loop (:meth:`run
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import random
 import time
 from collections import Counter
@@ -65,7 +67,7 @@ class ChurnDriver:
             (mix.deletes, self.delete),
         ]
         self._ops = [op for weight, op in ops if weight > 0]
-        self._weights = [weight for weight, _ in ops if weight > 0]
+        self._cum_weights = list(itertools.accumulate(weight for weight, _ in ops if weight > 0))
 
     # -- the testable pass ------------------------------------------------------------------
     def step(self, elapsed_s: float) -> int:
@@ -74,9 +76,15 @@ class ChurnDriver:
         self.budget = min(self.budget + self.rate_per_s * elapsed_s, cap)
         made = 0
         idle = 0
+        rng = self.rng
+        cum_weights = self._cum_weights
+        total = cum_weights[-1] + 0.0
+        last = len(cum_weights) - 1
         while self.budget >= 1.0 and self.clusters:
-            cluster = self.clusters[self.rng.randrange(len(self.clusters))]
-            op = self.rng.choices(self._ops, self._weights)[0]
+            cluster = self.clusters[rng.randrange(len(self.clusters))]
+            # rng.choices(self._ops, cum_weights=...)[0] inline: the same draw and pick,
+            # without building a list per change.
+            op = self._ops[bisect.bisect(cum_weights, rng.random() * total, 0, last)]
             try:
                 changed = op(cluster)
             except (AlreadyExistsError, ObjectNotFoundError):
@@ -128,11 +136,11 @@ class ChurnDriver:
         return 1
 
     def update_pod_status(self, cluster: ClusterState) -> int:
-        pod = cluster.random_object("", "Pod", self.rng)
-        if pod is None:
-            return 0
-        cluster.update_quietly(self.make.bump_pod_status(pod, time.time()))
-        return 1
+        now = format_time(time.time())
+        changed = cluster.update_random_status(
+            "", "Pod", self.rng, lambda status: self.make.bump_status(status, now), now
+        )
+        return 1 if changed else 0
 
     def delete(self, cluster: ClusterState) -> int:
         kind = "Pod" if self.rng.random() < 0.6 else "ConfigMap"

@@ -23,15 +23,14 @@ import enum
 import itertools
 import random
 import time
-import uuid
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
-from simulator import kinds
+from simulator import kinds, splice
 from simulator.errors import (
     AlreadyExistsError,
     BadRequestError,
@@ -42,7 +41,7 @@ from simulator.errors import (
     ResourceVersionTooLargeError,
     UnknownKindError,
 )
-from simulator.generator import format_time
+from simulator.generator import format_time, uuid4_text
 from simulator.kinds import KindSpec
 from simulator.resource_version import decode_rv, encode_rv
 from simulator.selectors import FieldSelector, LabelSelector
@@ -229,7 +228,8 @@ class KindStore:
         return self.object_prefix + body[1:] if self.spec.unstructured else body
 
     def event_line(self, type_: bytes, body: bytes) -> bytes:
-        return b'{"type":"' + type_ + b'","object":' + self.object_prefix + body[1:] + b"}\n"
+        # One join: chained + copies the few KiB of the object once per operand.
+        return b"".join((b'{"type":"', type_, b'","object":', self.object_prefix, body[1:], b"}\n"))
 
     def bookmark_line(self, rv: int, initial_events_end: bool = False) -> bytes:
         meta: Obj = {"resourceVersion": encode_rv(rv)}
@@ -531,8 +531,12 @@ class ClusterState:
         meta["name"] = name
         if store.spec.namespaced:
             meta["namespace"] = namespace
-        meta.setdefault("uid", str(uuid.UUID(int=self._rng.getrandbits(128), version=4)))
-        meta.setdefault("creationTimestamp", format_time(time.time()))
+        # Drawn even when the client set a uid: the server's later names stay the same per seed.
+        uid_bits = self._rng.getrandbits(128)
+        if "uid" not in meta:
+            meta["uid"] = uuid4_text(uid_bits)
+        if "creationTimestamp" not in meta:
+            meta["creationTimestamp"] = format_time(time.time())
         if store.spec is kinds.CUSTOM_RESOURCE_DEFINITION:
             obj = _with_crd_status(obj)
             self._crd_created({**obj, "metadata": meta})
@@ -594,6 +598,43 @@ class ClusterState:
         """:meth:`update` without decoding the result (churn's fast path)."""
         self._update(obj)
 
+    def update_random_status(
+        self,
+        group: str,
+        kind: str,
+        rng: random.Random,
+        change: Callable[[Obj], object],
+        manager_time: str,
+    ) -> bool:
+        """A status-subresource write to a uniformly chosen object of the kind: ``change``
+        edits its ``status`` in place, managedFields entries of the status subresource get
+        ``manager_time``, MODIFIED is emitted. False if the kind has no objects.
+
+        Same result as decoding the object, editing it and :meth:`update`, but only the
+        metadata and status are decoded: the spec stays bytes (churn's commonest change)."""
+        picked = self._random_key(group, kind, rng)
+        if picked is None:
+            return False
+        store, key = picked
+        old = store.records[key]
+        parts = splice.split_status(old[BODY])
+        if parts is None:
+            obj = _decode(store.full_object(old[BODY]))
+            change(obj.setdefault("status", {}))
+            _touch_status_managers(obj.get("metadata", {}), manager_time)
+            self._update(obj)
+            return True
+        change(parts.status)
+        _touch_status_managers(parts.metadata, manager_time)
+        rv = self._next_rv()
+        parts.metadata["resourceVersion"] = encode_rv(rv)
+        body = splice.join_status(parts)  # joined at its exact size: no compact() copy
+        store.replace(key, body, rv)
+        # What _identity gives for a stored object (create filled the namespace in).
+        namespace = parts.metadata.get("namespace", "") if store.spec.namespaced else ""
+        self._record_event(store, MODIFIED, key, namespace, body, old, rv)
+        return True
+
     def delete(self, group: str, kind: str, namespace: str, name: str) -> None:
         """Remove an object and emit DELETED carrying its last state with a new resourceVersion."""
         store = self.store_for(group, kind)
@@ -602,9 +643,11 @@ class ClusterState:
             raise ObjectNotFoundError(f'{store.spec.plural} "{name}" not found')
         old = store.remove(key)
         rv = self._next_rv()
-        last = orjson.loads(old[BODY])
-        last["metadata"]["resourceVersion"] = encode_rv(rv)
-        body = compact(orjson.dumps(last))
+        body = splice.with_resource_version(old[BODY], encode_rv(old[RV]), encode_rv(rv))
+        if body is None:
+            last = orjson.loads(old[BODY])
+            last["metadata"]["resourceVersion"] = encode_rv(rv)
+            body = compact(orjson.dumps(last))
         self._record_event(
             store, DELETED, key, namespace if store.spec.namespaced else "", body, old, rv
         )
@@ -899,6 +942,12 @@ def _decode(raw: bytes) -> Obj:
     obj = orjson.loads(raw)
     assert isinstance(obj, dict)
     return obj
+
+
+def _touch_status_managers(metadata: Obj, now: str) -> None:
+    for entry in metadata.get("managedFields", []):
+        if entry.get("subresource") == "status":
+            entry["time"] = now
 
 
 _META_ORDER = (

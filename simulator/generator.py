@@ -15,7 +15,6 @@ import itertools
 import math
 import random
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,6 +82,8 @@ def fields_v1(part: Any, depth: int = 0) -> Obj:
         if key == "containers" and isinstance(value, list):
             # Keyed list items, with the escaped-JSON keys real managedFields have.
             tree[f"f:{key}"] = {f'k:{{"name":"{item.get("name")}"}}': {} for item in value}
+        elif depth == 1:
+            tree[f"f:{key}"] = {}  # what the call one level down returns (cut): saves the call
         else:
             tree[f"f:{key}"] = fields_v1(value, depth + 1)
     return tree
@@ -125,6 +126,17 @@ def managed_fields(
     return entries
 
 
+_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_SET = (4 << 76) | (0x8000 << 48)
+
+
+def uuid4_text(bits: int) -> str:
+    """``str(uuid.UUID(int=bits, version=4))`` without building the UUID object (a hot spot
+    when churn creates thousands of objects per second)."""
+    h = f"{(bits & _UUID_CLEAR) | _UUID_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 class ObjectFactory:
     """Makes objects from one seeded RNG; also used by churn for new Pods and status changes."""
 
@@ -133,13 +145,14 @@ class ObjectFactory:
 
     # -- entropy -------------------------------------------------------------------------
     def uid(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return uuid4_text(self.rng.getrandbits(128))
 
     def hex(self, chars: int) -> str:
         return f"{self.rng.getrandbits(4 * chars):0{chars}x}"
 
     def suffix(self, length: int = 5) -> str:
-        return "".join(self.rng.choice(_NAME_CHARS) for _ in range(length))
+        choice = self.rng.choice
+        return "".join([choice(_NAME_CHARS) for _ in range(length)])
 
     def ip(self, prefix: str) -> str:
         return f"{prefix}.{self.rng.randrange(0, 255)}.{self.rng.randrange(2, 254)}"
@@ -442,7 +455,15 @@ class ObjectFactory:
     def bump_pod_status(self, pod: Obj, now_s: float) -> Obj:
         """A status change the kubelet would make: readiness flip or a container restart."""
         now = format_time(now_s)
-        status = pod.setdefault("status", {})
+        self.bump_status(pod.setdefault("status", {}), now)
+        for entry in pod.get("metadata", {}).get("managedFields", []):
+            if entry.get("subresource") == "status":
+                entry["time"] = now
+        return pod
+
+    def bump_status(self, status: Obj, now: str) -> None:
+        """The status part of :meth:`bump_pod_status`, in place (the managedFields time is
+        the caller's: churn edits the stored status without decoding the whole Pod)."""
         statuses = status.get("containerStatuses") or []
         if statuses and self.rng.random() < 0.5:
             victim = self.rng.choice(statuses)
@@ -466,10 +487,6 @@ class ObjectFactory:
                 if condition.get("type") in ("Ready", "ContainersReady"):
                     condition["status"] = "True" if ready else "False"
                     condition["lastTransitionTime"] = now
-        for entry in pod.get("metadata", {}).get("managedFields", []):
-            if entry.get("subresource") == "status":
-                entry["time"] = now
-        return pod
 
 
 def owner_reference(owner: Obj) -> Obj:
@@ -483,10 +500,12 @@ def owner_reference(owner: Obj) -> Obj:
     }
 
 
+# Cached, like the Pod names below: seeding a Random from a string on every Deployment
+# scale was a churn hot spot.
+@functools.lru_cache(maxsize=1 << 16)
 def template_hash(rng_source: str) -> str:
     """A deterministic pod-template-hash (10 chars of the name alphabet)."""
-    rng = random.Random(rng_source)
-    return "".join(rng.choice(_NAME_CHARS) for _ in range(10))
+    return _seeded_name(rng_source, 10)
 
 
 def replica_set_name(deployment: Obj) -> str:
@@ -498,8 +517,18 @@ def replica_set_name(deployment: Obj) -> str:
 
 def replica_pod_name(replica_set: Obj, index: int) -> str:
     """Name of the ReplicaSet's ``index``-th Pod: deterministic, so scaling can find it."""
-    rng = random.Random(f"{replica_set['metadata']['uid']}/{index}")
-    return f"{replica_set['metadata']['name']}-{''.join(rng.choice(_NAME_CHARS) for _ in range(5))}"
+    suffix = _replica_pod_suffix(replica_set["metadata"]["uid"], index)
+    return f"{replica_set['metadata']['name']}-{suffix}"
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _replica_pod_suffix(uid: str, index: int) -> str:
+    return _seeded_name(f"{uid}/{index}", 5)
+
+
+def _seeded_name(rng_source: str, length: int) -> str:
+    choice = random.Random(rng_source).choice
+    return "".join([choice(_NAME_CHARS) for _ in range(length)])
 
 
 class ClusterGenerator:

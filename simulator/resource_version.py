@@ -19,16 +19,30 @@ _ENCODED_LEN = 13  # 8 bytes -> 13 base32 characters without padding
 
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648 base32, lowercase
-_SHIFTS = tuple(range(60, -1, -5))  # 13 groups of 5 bits over the 64 bits + 1 pad bit
+#: Two base32 characters per 10 bits: half the lookups of one per character.
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
 
 
 def encode_rv(counter: int) -> str:
     """The resourceVersion string of counter value ``counter`` (0 <= counter < 2**64).
 
     Same text as unpadded lowercase base32 of the 8 big-endian bytes, computed
-    directly: the stdlib encoder is a hot spot at 10,000 changes/s."""
+    directly: the stdlib encoder is a hot spot at 10,000 changes/s. The 13 groups of
+    5 bits cover the 64 bits and 1 pad bit: one character, then 6 pairs."""
     bits = counter << 1
-    return _PREFIX + "".join([_ALPHABET[(bits >> shift) & 31] for shift in _SHIFTS])
+    pairs = _PAIRS
+    return "".join(
+        (
+            _PREFIX,
+            _ALPHABET[bits >> 60],
+            pairs[(bits >> 50) & 1023],
+            pairs[(bits >> 40) & 1023],
+            pairs[(bits >> 30) & 1023],
+            pairs[(bits >> 20) & 1023],
+            pairs[(bits >> 10) & 1023],
+            pairs[bits & 1023],
+        )
+    )
 
 
 def decode_rv(text: str) -> int:
