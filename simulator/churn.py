@@ -23,6 +23,7 @@ from simulator.config import ChurnMix
 from simulator.errors import AlreadyExistsError, ObjectNotFoundError
 from simulator.generator import (
     ObjectFactory,
+    below,
     format_time,
     managed_fields,
     replica_pod_name,
@@ -81,7 +82,7 @@ class ChurnDriver:
         total = cum_weights[-1] + 0.0
         last = len(cum_weights) - 1
         while self.budget >= 1.0 and self.clusters:
-            cluster = self.clusters[rng.randrange(len(self.clusters))]
+            cluster = self.clusters[below(rng, len(self.clusters))]
             # rng.choices(self._ops, cum_weights=...)[0] inline: the same draw and pick,
             # without building a list per change.
             op = self._ops[bisect.bisect(cum_weights, rng.random() * total, 0, last)]
@@ -151,48 +152,72 @@ class ChurnDriver:
         return 1
 
     def scale_deployment(self, cluster: ClusterState) -> int:
-        deployment = cluster.random_object("apps", "Deployment", self.rng)
-        if deployment is None:
+        picked = cluster.random_identity("apps", "Deployment", self.rng)
+        if picked is None:
             return 0
-        meta = deployment["metadata"]
-        namespace = meta["namespace"]
-        old = int(deployment["spec"].get("replicas", 1))
-        new = min(8, max(0, old + self.rng.choice((-2, -1, 1, 2))))
-        if new == old:
-            new = old + 1
+        namespace, deployment_name = picked
         now = format_time(time.time())
-        meta["generation"] = int(meta.get("generation", 1)) + 1
-        deployment["spec"]["replicas"] = new
-        status = deployment.setdefault("status", {})
-        status.update(
-            {
-                "observedGeneration": meta["generation"],
-                "replicas": new,
-                "updatedReplicas": new,
-                "readyReplicas": new,
-                "availableReplicas": new,
-            }
-        )
-        for condition in status.get("conditions", []):
-            condition["lastUpdateTime"] = now
-        cluster.update_quietly(deployment)
+        old = new = 0
+        replica_set_at = ""
+
+        def scale(meta: Obj, replicas: int, status: Obj) -> int:
+            nonlocal old, new, replica_set_at
+            old = replicas
+            new = min(8, max(0, old + self.rng.choice((-2, -1, 1, 2))))
+            if new == old:
+                new = old + 1
+            meta["generation"] = int(meta.get("generation", 1)) + 1
+            status.update(
+                {
+                    "observedGeneration": meta["generation"],
+                    "replicas": new,
+                    "updatedReplicas": new,
+                    "readyReplicas": new,
+                    "availableReplicas": new,
+                }
+            )
+            for condition in status.get("conditions", []):
+                condition["lastUpdateTime"] = now
+            replica_set_at = replica_set_name({"metadata": meta})
+            return new
+
+        cluster.update_scale("apps", "Deployment", namespace, deployment_name, scale)
         changed = 1
-        replica_set = cluster.get("apps", "ReplicaSet", namespace, replica_set_name(deployment))
-        if replica_set is None:
-            return changed
-        replica_set["spec"]["replicas"] = new
-        replica_set.setdefault("status", {}).update(
-            {
-                "replicas": new,
-                "fullyLabeledReplicas": new,
-                "readyReplicas": new,
-                "availableReplicas": new,
-            }
-        )
-        replica_set["metadata"].setdefault("annotations", {})[
-            "deployment.kubernetes.io/desired-replicas"
-        ] = str(new)
-        cluster.update_quietly(replica_set)
+        replica_set_meta: Obj = {}
+
+        def scale_replica_set(meta: Obj, _replicas: int, status: Obj) -> int:
+            nonlocal replica_set_meta
+            status.update(
+                {
+                    "replicas": new,
+                    "fullyLabeledReplicas": new,
+                    "readyReplicas": new,
+                    "availableReplicas": new,
+                }
+            )
+            meta.setdefault("annotations", {})["deployment.kubernetes.io/desired-replicas"] = str(
+                new
+            )
+            replica_set_meta = meta
+            return new
+
+        if new > old:
+            # New Pods need the ReplicaSet's template: decode the whole object once.
+            replica_set = cluster.get("apps", "ReplicaSet", namespace, replica_set_at)
+            if replica_set is None:
+                return changed
+            replica_set["spec"]["replicas"] = scale_replica_set(
+                replica_set["metadata"], 0, replica_set.setdefault("status", {})
+            )
+            cluster.update_quietly(replica_set)
+        else:
+            try:
+                cluster.update_scale(
+                    "apps", "ReplicaSet", namespace, replica_set_at, scale_replica_set
+                )
+            except ObjectNotFoundError:
+                return changed
+            replica_set = {"metadata": replica_set_meta}  # what Pod names are made of
         changed += 1
         for index in range(new, old):
             name = replica_pod_name(replica_set, index)

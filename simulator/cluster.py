@@ -41,7 +41,7 @@ from simulator.errors import (
     ResourceVersionTooLargeError,
     UnknownKindError,
 )
-from simulator.generator import format_time, uuid4_text
+from simulator.generator import below, format_time, uuid4_text
 from simulator.kinds import KindSpec
 from simulator.resource_version import decode_rv, encode_rv
 from simulator.selectors import FieldSelector, LabelSelector
@@ -272,7 +272,7 @@ class KindStore:
         """A uniformly chosen live key (retrying past deleted ones), or None."""
         keys = self.keys
         while self.records:
-            key = keys[rng.randrange(len(keys))]
+            key = keys[below(rng, len(keys))]
             if key in self.records:
                 return key
         return None
@@ -626,6 +626,13 @@ class ClusterState:
             return True
         change(parts.status)
         _touch_status_managers(parts.metadata, manager_time)
+        self._replace_parts(store, key, old, parts)
+        return True
+
+    def _replace_parts(
+        self, store: KindStore, key: str, old: Record, parts: splice.StatusParts
+    ) -> None:
+        """:meth:`_update`'s store and emit for an object edited as split parts."""
         rv = self._next_rv()
         parts.metadata["resourceVersion"] = encode_rv(rv)
         body = splice.join_status(parts)  # joined at its exact size: no compact() copy
@@ -633,7 +640,43 @@ class ClusterState:
         # What _identity gives for a stored object (create filled the namespace in).
         namespace = parts.metadata.get("namespace", "") if store.spec.namespaced else ""
         self._record_event(store, MODIFIED, key, namespace, body, old, rv)
-        return True
+
+    def update_scale(
+        self,
+        group: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        change: Callable[[Obj, int, Obj], int],
+    ) -> None:
+        """Set a workload's ``spec.replicas`` and emit MODIFIED: ``change(metadata, replicas,
+        status)`` gets the current count (1 if unset), edits metadata and status in place
+        and returns the new count. ObjectNotFoundError if the object does not exist.
+
+        Same result as decoding the object, editing it and :meth:`update`, but the spec
+        (the Pod template: most of a workload) stays bytes when its layout allows."""
+        store = self.store_for(group, kind)
+        key = store.key(namespace, name)
+        old = store.records.get(key)
+        if old is None:
+            raise ObjectNotFoundError(f'{store.spec.plural} "{name}" not found')
+        parts = splice.split_status(old[BODY])
+        found = None if parts is None else splice.spec_replicas(parts.middle)
+        if parts is None or found is None:
+            obj = _decode(store.full_object(old[BODY]))
+            spec = obj["spec"]
+            replicas = int(spec.get("replicas", 1))
+            spec["replicas"] = change(obj["metadata"], replicas, obj.setdefault("status", {}))
+            self._update(obj)
+            return
+        replicas, end = found
+        replicas = change(parts.metadata, replicas, parts.status)
+        parts = parts._replace(
+            # As _update: a field the change added (generation) moves to its place.
+            metadata=_ordered_meta(parts.metadata),
+            middle=splice.with_spec_replicas(parts.middle, end, replicas),
+        )
+        self._replace_parts(store, key, old, parts)
 
     def delete(self, group: str, kind: str, namespace: str, name: str) -> None:
         """Remove an object and emit DELETED carrying its last state with a new resourceVersion."""

@@ -26,6 +26,8 @@ Obj = dict[str, Any]
 #: so a seeded cluster does not depend on the wall clock.
 GENERATION_EPOCH_S = 1_717_200_000
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # what the real name generator uses
+_NAME_COUNT = len(_NAME_CHARS)
+_NAME_BITS = _NAME_COUNT.bit_length()
 _TEAMS = (
     "checkout",
     "payments",
@@ -57,6 +59,30 @@ SPINNAKER_CLUSTER = "moniker.spinnaker.io/cluster"
 SPINNAKER_STACK = "moniker.spinnaker.io/stack"
 SPINNAKER_DETAIL = "moniker.spinnaker.io/detail"
 SPINNAKER_SEQUENCE = "moniker.spinnaker.io/sequence"
+
+
+def below(rng: random.Random, n: int) -> int:
+    """``rng.randrange(n)`` for n > 0: the same draw (CPython's ``_randbelow``: getrandbits
+    of n's bit length until one is below n) without randrange's argument checks, which
+    cost more than the draw itself on churn's hot paths."""
+    getrandbits = rng.getrandbits
+    bits = n.bit_length()
+    r = getrandbits(bits)
+    while r >= n:
+        r = getrandbits(bits)
+    return r
+
+
+def _random_name(rng: random.Random, length: int) -> str:
+    """``length`` times ``rng.choice(_NAME_CHARS)`` (the same draws), joined."""
+    getrandbits = rng.getrandbits
+    chars = []
+    for _ in range(length):
+        r = getrandbits(_NAME_BITS)
+        while r >= _NAME_COUNT:
+            r = getrandbits(_NAME_BITS)
+        chars.append(_NAME_CHARS[r])
+    return "".join(chars)
 
 
 def format_time(epoch_s: float) -> str:
@@ -151,8 +177,7 @@ class ObjectFactory:
         return f"{self.rng.getrandbits(4 * chars):0{chars}x}"
 
     def suffix(self, length: int = 5) -> str:
-        choice = self.rng.choice
-        return "".join([choice(_NAME_CHARS) for _ in range(length)])
+        return _random_name(self.rng, length)
 
     def ip(self, prefix: str) -> str:
         return f"{prefix}.{self.rng.randrange(0, 255)}.{self.rng.randrange(2, 254)}"
@@ -527,8 +552,7 @@ def _replica_pod_suffix(uid: str, index: int) -> str:
 
 
 def _seeded_name(rng_source: str, length: int) -> str:
-    choice = random.Random(rng_source).choice
-    return "".join([choice(_NAME_CHARS) for _ in range(length)])
+    return _random_name(random.Random(rng_source), length)
 
 
 class ClusterGenerator:

@@ -72,6 +72,28 @@ def split_status(body: bytes) -> StatusParts | None:
     return StatusParts(metadata, body[meta_end:status_at], status)
 
 
+_SPEC_REPLICAS = b',"spec":{"replicas":'
+
+
+def spec_replicas(middle: bytes) -> tuple[int, int] | None:
+    """(spec.replicas, where its digits end) when ``middle`` of :func:`split_status` starts
+    with the spec and its first field is an integer ``replicas`` (as workloads are written),
+    else None. The middle starts where the metadata ends, so this is the object's own spec."""
+    if not middle.startswith(_SPEC_REPLICAS):
+        return None
+    start = end = len(_SPEC_REPLICAS)
+    while middle[end : end + 1].isdigit():
+        end += 1
+    if end == start or middle[end : end + 1] not in (b",", b"}"):
+        return None
+    return int(middle[start:end]), end
+
+
+def with_spec_replicas(middle: bytes, end: int, replicas: int) -> bytes:
+    """``middle`` with the spec.replicas that :func:`spec_replicas` found set to ``replicas``."""
+    return _SPEC_REPLICAS + str(replicas).encode() + middle[end:]
+
+
 def join_status(parts: StatusParts) -> bytes:
     """The body of ``parts`` after the caller's edits."""
     return b"".join(
@@ -86,4 +108,11 @@ def join_status(parts: StatusParts) -> bytes:
     )
 
 
-__all__ = ["StatusParts", "join_status", "split_status", "with_resource_version"]
+__all__ = [
+    "StatusParts",
+    "join_status",
+    "spec_replicas",
+    "split_status",
+    "with_resource_version",
+    "with_spec_replicas",
+]

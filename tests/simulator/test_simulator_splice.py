@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from simulator import ClusterState, Simulator, SimulatorConfig, encode_rv
+from simulator import ClusterState, ObjectNotFoundError, Simulator, SimulatorConfig, encode_rv
 from simulator.cluster import KindStore
 from simulator.generator import (
     ObjectFactory,
@@ -22,7 +22,13 @@ from simulator.generator import (
     template_hash,
     uuid4_text,
 )
-from simulator.splice import join_status, split_status, with_resource_version
+from simulator.splice import (
+    join_status,
+    spec_replicas,
+    split_status,
+    with_resource_version,
+    with_spec_replicas,
+)
 
 Obj = dict[str, Any]
 NOW_S = 1_720_000_000.0
@@ -82,10 +88,12 @@ def _odd_pods() -> list[Obj]:
     ]
 
 
-def _cluster_of(pods: list[Obj]) -> ClusterState:
+def _cluster_of(objects: list[Obj], kind: str = "Pod", api_version: str = "v1") -> ClusterState:
     cluster = ClusterState("c", history_size=1000, list_snapshots=4, rng=random.Random(1))
-    for pod in pods:
-        cluster.create({"apiVersion": "v1", "kind": "Pod", **pod, "metadata": {**pod["metadata"]}})
+    for obj in objects:
+        # A fixed creationTimestamp: clusters built a second apart must be equal.
+        meta = {"creationTimestamp": "2024-05-01T00:00:00Z", **obj["metadata"]}
+        cluster.create({"apiVersion": api_version, "kind": kind, **obj, "metadata": meta})
     return cluster
 
 
@@ -203,6 +211,95 @@ def test_status_write_on_an_empty_kind_changes_nothing() -> None:
     cluster = ClusterState("c", history_size=10, list_snapshots=4, rng=random.Random(1))
     assert not cluster.update_random_status("", "Pod", random.Random(1), lambda s: None, "t")
     assert cluster.current_rv == 0
+
+
+# -- scale writes ----------------------------------------------------------------------------------
+def _scale_edit(meta: Obj, replicas: int, status: Obj) -> int:
+    """A Deployment/ReplicaSet scale as churn makes it (metadata, status, a new count)."""
+    meta["generation"] = int(meta.get("generation", 1)) + 1
+    status.update({"replicas": replicas + 1, "observedGeneration": meta["generation"]})
+    meta.setdefault("annotations", {})["scaled"] = str(replicas + 1)
+    return replicas + 1
+
+
+def _slow_scale(cluster: ClusterState, kind: str, namespace: str, name: str) -> None:
+    obj = cluster.get("apps", kind, namespace, name)
+    assert obj is not None
+    replicas = int(obj["spec"].get("replicas", 1))
+    obj["spec"]["replicas"] = _scale_edit(obj["metadata"], replicas, obj.setdefault("status", {}))
+    cluster.update_quietly(obj)
+
+
+def _odd_workloads() -> list[Obj]:
+    managed = [{"manager": "m", "time": "2024-01-01T00:00:00Z"}]
+    template = {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c"}]}}
+    return [
+        {"metadata": {"name": "unset", "managedFields": managed}, "spec": {"template": template}},
+        {
+            "metadata": {"name": "second", "managedFields": managed},
+            "spec": {"paused": False, "replicas": 2},
+            "status": {},
+        },
+        {"metadata": {"name": "float", "managedFields": managed}, "spec": {"replicas": 2.0}},
+        {
+            "metadata": {"name": "nostatus", "managedFields": managed},
+            "spec": {"replicas": 12, "template": template},
+        },
+        {
+            "metadata": {"name": "ok", "managedFields": managed},
+            "spec": {"replicas": 0, "template": template},
+            "status": {"replicas": 0},
+        },
+    ]
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_scale_write_equals_decode_edit_and_update(odd: bool) -> None:
+    if odd:
+        fast, slow = (_cluster_of(_odd_workloads(), "Deployment", "apps/v1") for _ in range(2))
+        kinds = ["Deployment"]
+    else:
+        fast, slow = _generated(), _generated()
+        kinds = ["Deployment", "ReplicaSet", "StatefulSet"]
+    for kind in kinds:
+        keys = sorted(fast.store_for("apps", kind).records)
+        assert keys
+        for _ in range(2):  # twice: the second write starts from what the first wrote
+            for key in keys:
+                namespace, _, name = key.rpartition("/")
+                fast.update_scale("apps", kind, namespace, name, _scale_edit)
+                _slow_scale(slow, kind, namespace, name)
+        _assert_same_state(fast.store_for("apps", kind), slow.store_for("apps", kind))
+
+
+def test_scale_write_of_a_missing_object_is_not_found() -> None:
+    cluster = _generated(objects=50)
+    with pytest.raises(ObjectNotFoundError):
+        cluster.update_scale("apps", "Deployment", "default", "nope", _scale_edit)
+
+
+@pytest.mark.parametrize(
+    ("middle", "expected"),
+    [
+        (b',"spec":{"replicas":3,"template":{}}', (3, 21)),
+        (b',"spec":{"replicas":12}', (12, 22)),
+        (b',"spec":{"replicas":-1}', None),
+        (b',"spec":{"replicas":2.5}', None),
+        (b',"spec":{"replicas":"3"}', None),
+        (b',"spec":{"paused":true,"replicas":3}', None),
+        (b',"other":{"replicas":3}', None),
+        (b"", None),
+    ],
+)
+def test_spec_replicas_reads_only_a_leading_integer(
+    middle: bytes, expected: tuple[int, int] | None
+) -> None:
+    assert spec_replicas(middle) == expected
+    if expected is not None:
+        spliced = with_spec_replicas(middle, expected[1], 105)
+        decoded = orjson.loads(b"{" + middle[1:] + b"}")
+        decoded["spec"]["replicas"] = 105
+        assert spliced == b"," + orjson.dumps(decoded)[1:-1]
 
 
 # -- cheaper helpers -------------------------------------------------------------------------------
