@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 
@@ -97,6 +98,10 @@ async def _run(config: SimulatorConfig, port: int, churn: float) -> None:
         err=True,
     )
     sim = Simulator(config)
+    # The generated clusters live as long as the process: out of the cyclic GC's reach,
+    # its full collections no longer rescan them (1-2.5 us per churn change otherwise).
+    gc.collect()
+    gc.freeze()
     click.echo(f"generated in {time.monotonic() - started:.1f} s", err=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
