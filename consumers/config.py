@@ -13,7 +13,7 @@ from plumbing.kafka import MAX_RECORD_BYTES, KafkaConnection
 
 MIB = 1024 * 1024
 #: Records per pass; see ConsumerConfig.batch_max_records for the measurement behind it.
-DEFAULT_BATCH_MAX_RECORDS = 5_000
+DEFAULT_BATCH_MAX_RECORDS = 2_000
 
 
 class ConsumerMode(enum.StrEnum):
@@ -42,8 +42,10 @@ class ConsumerConfig:
     #: Replication of the dead-letter topic when we create it (3 in production).
     dead_letter_replication: int = 1
     #: Most records one pass fetches and commits: bounds one WriteBatch and the memory of
-    #: a pass. Measured with ~2.5 KB Pods: CPU per record is flat from 5,000 to 20,000
-    #: records, peak RSS is not (~260 MB at 5,000, ~510 MB at 20,000).
+    #: a pass. Measured with ~2.5 KB Pods: CPU per record is flat from 1,000 to 20,000
+    #: records, peak RSS is not (~510 MB at 20,000; at 1M records ~395-410 MB at 5,000,
+    #: ~348 MB at 2,000: a record in flight costs ~17 KB of peak, its value copied into
+    #: the growing WriteBatch among others; docs/benchmarks.md, Consume, session 6).
     batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS
     #: Most value bytes in one WriteBatch; a pass splits a larger fetch into several commits.
     batch_max_bytes: int = 64 * MIB
