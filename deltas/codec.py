@@ -239,24 +239,14 @@ class UpsertEncoder:
             and (type(owners) is tuple or type(owners) is list)
             and _all_str(labels, owners)
         ):
-            try:
-                tail = self._packer.pack(
-                    [namespace, name, uid, resource_version, seq, self.session, event_time_ms,
-                     labels, owners, app, int(body_encoding), len(body), None]
-                )  # fmt: skip
-            except (TypeError, ValueError, OverflowError):
-                # encode() below names the fault; a failed pack may leave bytes behind.
-                self._packer = msgpack.Packer(use_bin_type=True)
-            else:
-                head = self._head
-                return b"".join(
-                    (
-                        PREFIX.pack(MAGIC, FORMAT_VERSION, len(head) + len(tail) - 1),
-                        head,
-                        memoryview(tail)[1:],
-                        body,
-                    )
-                )
+            record = self._framed(
+                self._head,
+                [namespace, name, uid, resource_version, seq, self.session, event_time_ms,
+                 labels, owners, app, int(body_encoding), len(body), None],
+                body,
+            )  # fmt: skip
+            if record is not None:
+                return record
         return encode(
             Delta(
                 op=Op.UPSERT,
@@ -274,6 +264,24 @@ class UpsertEncoder:
                 body=body,
             ),
             max_body=self._max_body,
+        )
+
+    def _framed(self, head: bytes, fields: list[Any], body: bytes) -> bytes | None:
+        """PREFIX + ``head`` (the header array's marker and the kind's constant fields)
+        + the packed per-record ``fields`` + ``body``; None when the fields do not pack
+        (the caller's ``encode`` then names the fault)."""
+        try:
+            tail = self._packer.pack(fields)
+        except (TypeError, ValueError, OverflowError):
+            self._packer = msgpack.Packer(use_bin_type=True)  # a failed pack may leave bytes
+            return None
+        return b"".join(
+            (
+                PREFIX.pack(MAGIC, FORMAT_VERSION, len(head) + len(tail) - 1),
+                head,
+                memoryview(tail)[1:],
+                body,
+            )
         )
 
     def delete(
@@ -300,22 +308,14 @@ class UpsertEncoder:
             and "\x00" not in namespace
             and "\x00" not in name
         ):
-            try:
-                tail = self._packer.pack(
-                    [namespace, name, uid, resource_version, seq, self.session, event_time_ms,
-                     {}, [], "", _NO_BODY, 0, None]
-                )  # fmt: skip
-            except (TypeError, ValueError, OverflowError):
-                self._packer = msgpack.Packer(use_bin_type=True)
-            else:
-                head = self._delete_head
-                return b"".join(
-                    (
-                        PREFIX.pack(MAGIC, FORMAT_VERSION, len(head) + len(tail) - 1),
-                        head,
-                        memoryview(tail)[1:],
-                    )
-                )
+            record = self._framed(
+                self._delete_head,
+                [namespace, name, uid, resource_version, seq, self.session, event_time_ms,
+                 {}, [], "", _NO_BODY, 0, None],
+                b"",
+            )  # fmt: skip
+            if record is not None:
+                return record
         return encode(
             Delta(
                 op=Op.DELETE,
