@@ -267,3 +267,45 @@ def test_numbers_that_do_not_fit_their_field_fall_back_to_python() -> None:
     assert ih == item_hash(b"\x00Pod\x00\x00p", "1")
     assert L.META.unpack_from(meta)[7] == 2**32 - 1
     assert len(puts) == 2  # the version and the objmeta
+
+
+def test_the_replacement_writer_declines_what_python_must_decide() -> None:
+    """Numbers that do not fit, a value that is not an objmeta, and a possibly unchanged
+    object (same item hash and partition) all return None with nothing written."""
+    handles = (object(),) * 3
+    writes: list[Any] = []
+
+    def put(*args: Any) -> None:
+        writes.append(("put", args))
+
+    def delete(*args: Any) -> None:
+        writes.append(("delete", args))
+
+    value = b"KD\x01\x00\x00\x00\x00" + b"{}"
+    objkey = b"c\x00\x00Pod\x00\x00p"
+    ident = objkey[2:]
+
+    def old_meta(rv: str, part: int = 0) -> bytes:
+        return L.META.pack(L.SCHEMA_VERSION, 0, 1, part, 0, item_hash(ident, rv), 0, 0)
+
+    def call(old: bytes, rv: str = "2", **overrides: Any) -> Any:
+        a: dict[str, Any] = {"part": 0, "offset": 1, "event_ms": 5, "gen": 0, "flags": 0}
+        a.update(overrides)
+        return _speedups.write_replacement(
+            put, delete, handles, value, 7, objkey, "c",  # type: ignore[arg-type]
+            a["part"], a["offset"], a["event_ms"], a["gen"], a["flags"],
+            None, rv, old, a.get("cutoff"),
+        )  # fmt: skip
+
+    assert call(old_meta("1"), gen=2**32) is None
+    assert call(old_meta("1"), offset=2**64) is None
+    assert call(old_meta("1"), cutoff=2**63) is None
+    assert call(b"short") is None  # not an objmeta value
+    assert call(old_meta("2")) is None  # same rv, same partition: maybe unchanged
+    assert writes == []
+    ih, meta, o_ih, o_part, index_unchanged = call(old_meta("2", part=1))  # moved partition
+    assert (ih, o_ih, o_part) == (item_hash(ident, "2"), item_hash(ident, "2"), 1)
+    assert L.META.unpack_from(meta)[3] == 0
+    assert index_unchanged is False  # headers without index fields: Python decides
+    # the version and objmeta, then the old version deleted (no history kept)
+    assert [w[0] for w in writes] == ["put", "put", "delete"]
