@@ -1,8 +1,9 @@
 /*
  * deltas._speedups: the consumer's per-record header decode, in C. Pure code, no I/O.
  *
- * decode_upsert_header(data, max_body) reads the header of the common record (an UPSERT
- * with a body and no control data, every field of the expected msgpack type) and returns
+ * decode_object_header(data, max_body) reads the header of the common records (an UPSERT
+ * with a body, or a DELETE without one; no control data, every field of the expected
+ * msgpack type) and returns
  * the same Header that deltas.codec's Python decoder would build, or None for anything
  * else: other ops, unusual encodings (signed ints, bin strings), and every malformed
  * record. None never means "invalid": the caller then runs the Python decoder, which
@@ -22,6 +23,8 @@
 #define N_FIELDS 18
 #define PREFIX_SIZE 7
 #define OP_UPSERT 1
+#define OP_DELETE 2
+#define ENC_NONE 0
 #define ENC_JSON 1
 #define ENC_MSGPACK 2
 
@@ -29,6 +32,8 @@
 static PyObject *header_type = NULL;      /* deltas.codec.Header (plain __dict__ class) */
 static PyObject *key_type = NULL;         /* deltas.keys.ResourceKey (frozen, slots) */
 static PyObject *op_upsert = NULL;        /* Op.UPSERT */
+static PyObject *op_delete = NULL;        /* Op.DELETE */
+static PyObject *enc_none = NULL;         /* BodyEncoding.NONE */
 static PyObject *enc_json = NULL;         /* BodyEncoding.JSON */
 static PyObject *enc_msgpack = NULL;      /* BodyEncoding.MSGPACK */
 
@@ -146,7 +151,7 @@ static PyObject *make_key(PyObject *parts[5]) {
     return k;
 }
 
-static PyObject *decode_upsert_header(PyObject *self, PyObject *args) {
+static PyObject *decode_object_header(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *data;
     unsigned long long max_body;
@@ -172,7 +177,7 @@ static PyObject *decode_upsert_header(PyObject *self, PyObject *args) {
     Py_ssize_t n;
 
     if (read_len(&r, 0, &n) < 0 || n != N_FIELDS) goto none;
-    if (read_uint(&r, &op) < 0 || op != OP_UPSERT) goto none;
+    if (read_uint(&r, &op) < 0 || (op != OP_UPSERT && op != OP_DELETE)) goto none;
     for (int i = 0; i < 7; i++) /* cluster group version kind namespace name uid */
         if ((strs[i] = read_str(&r)) == NULL) goto none;
     if ((strs[7] = read_str(&r)) == NULL) goto none; /* resource_version */
@@ -199,14 +204,16 @@ static PyObject *decode_upsert_header(PyObject *self, PyObject *args) {
         PyTuple_SET_ITEM(owners, i, o);
     }
     if ((app = read_str(&r)) == NULL) goto none;
-    if (read_uint(&r, &enc) < 0 || (enc != ENC_JSON && enc != ENC_MSGPACK)) goto none;
+    if (read_uint(&r, &enc) < 0) goto none;
+    if (op == OP_UPSERT ? enc != ENC_JSON && enc != ENC_MSGPACK : enc != ENC_NONE) goto none;
     if (read_uint(&r, &blen) < 0 || blen > max_body) goto none;
+    if (op == OP_DELETE && blen != 0) goto none; /* a DELETE carries no body */
     if ((uint64_t)(size - body_offset) != blen) goto none;
     if (!need(&r, 1) || *r.p != 0xc0) goto none; /* control: nil */
     r.p += 1;
     if (r.p != r.end) goto none; /* msgpack refuses extra data after the array */
 
-    /* the Python fast path's semantic rules for an UPSERT */
+    /* the reference's semantic rules for an UPSERT or a DELETE (_check_semantics) */
     PyObject *cluster = strs[0], *group = strs[1], *version = strs[2], *kind = strs[3],
              *ns = strs[4], *name = strs[5];
     if (PyUnicode_GET_LENGTH(version) == 0 || PyUnicode_GET_LENGTH(kind) == 0 ||
@@ -225,8 +232,9 @@ static PyObject *decode_upsert_header(PyObject *self, PyObject *args) {
     PyObject *names[16] = {s_op, s_cluster, s_key, s_uid, s_resource_version, s_seq, s_session,
                            s_event_time_ms, s_labels, s_owners, s_app, s_body_encoding,
                            s_body_offset, s_body_length, s_relist, s_digest};
-    PyObject *values[16] = {op_upsert, cluster, key, strs[6], strs[7], seq_o, strs[8], ts_o,
-                            labels, owners, app, enc == ENC_JSON ? enc_json : enc_msgpack,
+    PyObject *enc_o = enc == ENC_JSON ? enc_json : enc == ENC_MSGPACK ? enc_msgpack : enc_none;
+    PyObject *values[16] = {op == OP_UPSERT ? op_upsert : op_delete, cluster, key, strs[6],
+                            strs[7], seq_o, strs[8], ts_o, labels, owners, app, enc_o,
                             offset_o, blen_o, Py_None, Py_None};
     for (int i = 0; i < 16; i++)
         if (PyDict_SetItem(dict, names[i], values[i]) < 0) goto fail;
@@ -260,12 +268,15 @@ done:
 
 static PyObject *configure(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *h, *k, *up, *ej, *em;
-    if (!PyArg_ParseTuple(args, "O!O!OOO", &PyType_Type, &h, &PyType_Type, &k, &up, &ej, &em))
+    PyObject *h, *k, *up, *de, *en, *ej, *em;
+    if (!PyArg_ParseTuple(args, "O!O!OOOOO", &PyType_Type, &h, &PyType_Type, &k, &up, &de, &en,
+                          &ej, &em))
         return NULL;
     Py_INCREF(h); Py_XSETREF(header_type, h);
     Py_INCREF(k); Py_XSETREF(key_type, k);
     Py_INCREF(up); Py_XSETREF(op_upsert, up);
+    Py_INCREF(de); Py_XSETREF(op_delete, de);
+    Py_INCREF(en); Py_XSETREF(enc_none, en);
     Py_INCREF(ej); Py_XSETREF(enc_json, ej);
     Py_INCREF(em); Py_XSETREF(enc_msgpack, em);
     Py_RETURN_NONE;
@@ -273,15 +284,16 @@ static PyObject *configure(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS,
-     "configure(Header, ResourceKey, Op.UPSERT, BodyEncoding.JSON, BodyEncoding.MSGPACK)"},
-    {"decode_upsert_header", decode_upsert_header, METH_VARARGS,
-     "decode_upsert_header(data, max_body) -> Header | None"},
+     "configure(Header, ResourceKey, Op.UPSERT, Op.DELETE, BodyEncoding.NONE, "
+     "BodyEncoding.JSON, BodyEncoding.MSGPACK)"},
+    {"decode_object_header", decode_object_header, METH_VARARGS,
+     "decode_object_header(data, max_body) -> Header | None"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "deltas._speedups",
-    "C decode of the common record's header (see deltas/_speedups.c).", -1, methods,
+    "C decode of the common records' header (see deltas/_speedups.c).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

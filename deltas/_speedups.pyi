@@ -8,7 +8,9 @@ def configure(
     header_type: type[Header],
     key_type: type[ResourceKey],
     op_upsert: Op,
+    op_delete: Op,
+    enc_none: BodyEncoding,
     enc_json: BodyEncoding,
     enc_msgpack: BodyEncoding,
 ) -> None: ...
-def decode_upsert_header(data: bytes, max_body: int) -> Header | None: ...
+def decode_object_header(data: bytes, max_body: int) -> Header | None: ...

@@ -341,11 +341,11 @@ def _as_tuple(owners: object) -> tuple[str, ...]:
 def decode_header(data: bytes | memoryview, *, max_body: int = DEFAULT_MAX_BODY) -> Header:
     """Read and validate the header; the body stays undecoded at ``data[body_offset:]``.
 
-    The common record (an UPSERT with a body) is read by ``deltas._speedups`` in C; any
-    other record, and every one it does not accept, by :func:`decode_header_py`.
+    The common records (an UPSERT with a body, a DELETE) are read by ``deltas._speedups``
+    in C; any other record, and every one it does not accept, by :func:`decode_header_py`.
     """
     if type(data) is bytes:
-        header = _decode_upsert_header(data, max_body)
+        header = _decode_object_header(data, max_body)
         if header is not None:
             return header
     return decode_header_py(data, max_body=max_body)
@@ -710,5 +710,13 @@ def _check_delta(delta: Delta, max_body: int) -> None:
     )
 
 
-_speedups.configure(Header, ResourceKey, Op.UPSERT, BodyEncoding.JSON, BodyEncoding.MSGPACK)
-_decode_upsert_header = _speedups.decode_upsert_header
+_speedups.configure(
+    Header,
+    ResourceKey,
+    Op.UPSERT,
+    Op.DELETE,
+    BodyEncoding.NONE,
+    BodyEncoding.JSON,
+    BodyEncoding.MSGPACK,
+)
+_decode_object_header = _speedups.decode_object_header

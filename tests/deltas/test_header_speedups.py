@@ -34,6 +34,8 @@ from deltas.codec import (
     encode,
 )
 
+F_BODY_ENCODING = HEADER_FIELDS.index("body_encoding")
+F_BODY_LENGTH = HEADER_FIELDS.index("body_length")
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 POD = Delta(
@@ -52,11 +54,22 @@ POD = Delta(
     body=b"\x80",
 )
 POD_BYTES = encode(POD)
+GONE = Delta(
+    op=Op.DELETE,
+    cluster="prod-eu-1",
+    key=ResourceKey("", "v1", "Pod", "default", "web-1"),
+    uid="0b6f5c1e-7d1a-4c43-9f3e-2b1a7c9d8e02",
+    resource_version="12346",
+    seq=7,
+    session="s-1",
+    event_time_ms=1_700_000_000_001,
+)
+GONE_BYTES = encode(GONE)
 
 
 def assert_agrees(data: bytes, max_body: int = DEFAULT_MAX_BODY) -> Any:
     """C accepts -> the reference gives an equal Header; the reference refuses -> C declines."""
-    fast = _speedups.decode_upsert_header(data, max_body)
+    fast = _speedups.decode_object_header(data, max_body)
     try:
         reference = decode_header_py(data, max_body=max_body)
     except DeltaFormatError:
@@ -68,14 +81,15 @@ def assert_agrees(data: bytes, max_body: int = DEFAULT_MAX_BODY) -> Any:
         assert vars(fast) == vars(reference)  # every field, also those eq might skip
         assert type(fast.key) is ResourceKey and fast.key == reference.key
         assert type(fast.owners) is tuple and type(fast.labels) is dict
-        assert fast.op is Op.UPSERT and fast.body_encoding is reference.body_encoding
+        assert fast.op is reference.op and fast.op in (Op.UPSERT, Op.DELETE)
+        assert fast.body_encoding is reference.body_encoding
     return fast
 
 
 def test_the_extension_is_built_and_used() -> None:
     # decode_header must take the C path for the common record, or the consumer is slow
     # with no visible sign.
-    fast = _speedups.decode_upsert_header(POD_BYTES, DEFAULT_MAX_BODY)
+    fast = _speedups.decode_object_header(POD_BYTES, DEFAULT_MAX_BODY)
     assert fast is not None
     assert decode_header(POD_BYTES) == fast == decode_header_py(POD_BYTES)
     assert _speedups.__file__.endswith(".so")
@@ -83,13 +97,13 @@ def test_the_extension_is_built_and_used() -> None:
 
 @FUZZ
 @given(deltas(bodies=st.binary(max_size=64)))
-def test_every_valid_upsert_is_accepted_and_others_declined(delta: Delta) -> None:
+def test_every_valid_upsert_and_delete_is_accepted_and_others_declined(delta: Delta) -> None:
     data = encode(delta)
     fast = assert_agrees(data)
-    if delta.op is Op.UPSERT:
+    if delta.op in (Op.UPSERT, Op.DELETE):
         assert fast is not None
     else:
-        assert fast is None  # deletes and control records: the Python decoder reads them
+        assert fast is None  # control records: the Python decoder reads them
 
 
 @FUZZ
@@ -100,6 +114,43 @@ def test_one_hostile_field(index: int, value: Any) -> None:
     body_length = fields[HEADER_FIELDS.index("body_length")]
     body = b"\x80" * body_length if type(body_length) is int and 0 <= body_length < 2**16 else b""
     assert_agrees(record_of(fields, body))
+
+
+@FUZZ
+@given(st.integers(0, len(HEADER_FIELDS) - 1), MSGPACK_VALUES)
+def test_one_hostile_field_of_a_delete(index: int, value: Any) -> None:
+    fields = fields_of(GONE_BYTES)
+    fields[index] = value
+    assert_agrees(record_of(fields, b""))
+
+
+def test_a_delete_takes_the_c_path() -> None:
+    fast = _speedups.decode_object_header(GONE_BYTES, DEFAULT_MAX_BODY)
+    assert fast is not None and fast.op is Op.DELETE
+    assert fast.body_encoding is BodyEncoding.NONE and fast.body_length == 0
+    assert decode_header(GONE_BYTES) == fast == decode_header_py(GONE_BYTES)
+
+
+def delete_patched(index: int, value: Any, body: bytes = b"") -> bytes:
+    fields = fields_of(GONE_BYTES)
+    fields[index] = value
+    return record_of(fields, body)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(delete_patched(F_BODY_ENCODING, 1), id="delete-with-json-encoding"),
+        pytest.param(delete_patched(F_BODY_LENGTH, 2, b"{}"), id="delete-with-a-body"),
+        pytest.param(GONE_BYTES + b"{}", id="delete-with-trailing-bytes"),
+        pytest.param(delete_patched(HEADER_FIELDS.index("name"), ""), id="delete-empty-name"),
+        pytest.param(delete_patched(HEADER_FIELDS.index("kind"), "K\x00"), id="delete-nul-kind"),
+    ],
+)
+def test_deletes_the_reference_refuses_are_declined(data: bytes) -> None:
+    with pytest.raises(DeltaFormatError):
+        decode_header_py(data)
+    assert _speedups.decode_object_header(data, DEFAULT_MAX_BODY) is None
 
 
 @FUZZ
@@ -123,8 +174,8 @@ def test_arbitrary_bytes_after_a_valid_prefix(tail: bytes) -> None:
 
 def test_every_truncation_and_extension_is_declined() -> None:
     for cut in range(len(POD_BYTES)):
-        assert _speedups.decode_upsert_header(POD_BYTES[:cut], DEFAULT_MAX_BODY) is None
-    assert _speedups.decode_upsert_header(POD_BYTES + b"x", DEFAULT_MAX_BODY) is None
+        assert _speedups.decode_object_header(POD_BYTES[:cut], DEFAULT_MAX_BODY) is None
+    assert _speedups.decode_object_header(POD_BYTES + b"x", DEFAULT_MAX_BODY) is None
 
 
 def patched(index: int, value: Any) -> bytes:
@@ -173,12 +224,12 @@ def test_records_the_reference_refuses_are_declined(data: bytes) -> None:
     assert data != POD_BYTES
     with pytest.raises(DeltaFormatError):
         decode_header_py(data)
-    assert _speedups.decode_upsert_header(data, DEFAULT_MAX_BODY) is None
+    assert _speedups.decode_object_header(data, DEFAULT_MAX_BODY) is None
 
 
 def test_body_over_the_maximum_is_declined() -> None:
-    assert _speedups.decode_upsert_header(POD_BYTES, len(POD.body)) is not None
-    assert _speedups.decode_upsert_header(POD_BYTES, len(POD.body) - 1) is None
+    assert _speedups.decode_object_header(POD_BYTES, len(POD.body)) is not None
+    assert _speedups.decode_object_header(POD_BYTES, len(POD.body) - 1) is None
 
 
 def test_valid_but_unusual_encodings_are_left_to_the_reference() -> None:
@@ -189,14 +240,14 @@ def test_valid_but_unusual_encodings_are_left_to_the_reference() -> None:
     assert packed[1:3] == b"\x00\x12" and packed[3] == 0x01  # array16 of 18, op fixint 1
     odd = packed[:3] + b"\xd0\x01" + packed[4:]
     data = PREFIX.pack(MAGIC, FORMAT_VERSION, len(odd)) + odd + POD.body
-    assert _speedups.decode_upsert_header(data, DEFAULT_MAX_BODY) is None
+    assert _speedups.decode_object_header(data, DEFAULT_MAX_BODY) is None
     header = decode_header(data)
     assert header == decode_header_py(data)
     assert header.op is Op.UPSERT and header.body_offset == decode_header(POD_BYTES).body_offset + 1
 
 
 def test_memoryviews_take_the_python_path() -> None:
-    assert _speedups.decode_upsert_header(memoryview(POD_BYTES), DEFAULT_MAX_BODY) is None  # type: ignore[arg-type]
+    assert _speedups.decode_object_header(memoryview(POD_BYTES), DEFAULT_MAX_BODY) is None  # type: ignore[arg-type]
     assert decode_header(memoryview(POD_BYTES)) == decode_header_py(POD_BYTES)
 
 
