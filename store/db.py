@@ -66,7 +66,12 @@ def _cf_options(name: str, opts: StoreOptions, cache: Cache, *, writer: bool) ->
     cf.set_block_based_table_factory(table)
     if name == CF_VERSIONS:
         cf.set_write_buffer_size(opts.write_buffer_bytes)
-        cf.set_level_zero_file_num_compaction_trigger(opts.versions_l0_compaction_trigger)
+        trigger = opts.versions_l0_compaction_trigger
+        cf.set_level_zero_file_num_compaction_trigger(trigger)
+        # RocksDB's default distances above the trigger (4 -> 20 and 36): with the
+        # defaults a trigger of 16 would slow writes after 4 more files.
+        cf.set_level_zero_slowdown_writes_trigger(max(20, trigger + 16))
+        cf.set_level_zero_stop_writes_trigger(max(36, trigger + 32))
     elif name in (CF_OBJMETA, CF_CHANGES):
         cf.set_write_buffer_size(max(opts.write_buffer_bytes // 4, 4 * 1024 * 1024))
     else:
