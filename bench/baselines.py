@@ -46,6 +46,7 @@ from bench.report import Machine, Report, emit, json_option
 from consumers import ConsumerConfig, ReplayConfig, Replayer, tune_gc
 from plumbing import broker
 from plumbing.kafka import KafkaConnection, beginning_offsets, end_offsets
+from plumbing.zstd import reuse_zstd_contexts
 from store import StoreOptions
 
 #: Fetch sizes as our consumer uses them (consumers/config.py), so the ceiling is fair.
@@ -378,6 +379,7 @@ def worker_command(
             outcome = asyncio.run(aiokafka_baseline(bootstrap, topics))
         elif name == "ours":
             tune_gc()  # as `kubedelta replay` does
+            reuse_zstd_contexts()
             outcome = asyncio.run(ours_baseline(bootstrap, topic_prefix, state_dir))
         else:
             expected = asyncio.run(topic_record_counts(bootstrap, topics))

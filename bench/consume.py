@@ -49,6 +49,7 @@ from consumers.source import consumer_kwargs, list_partitions
 from deltas import BodyEncoding, encode, partition_for, topic_for
 from plumbing import broker
 from plumbing.kafka import KafkaConnection, TopicSpec, admin_client, end_offsets, ensure_topics
+from plumbing.zstd import reuse_zstd_contexts
 from store import StoreOptions, View
 
 
@@ -303,6 +304,8 @@ def child_main() -> None:
     mode, raw = sys.argv[1], sys.argv[2]
     args = json.loads(raw)
     tune_gc()
+    if mode != "baseline":  # the bare aiokafka loop keeps aiokafka's own codec
+        reuse_zstd_contexts()  # as `kubedelta consume` does
     if mode == "baseline":
         result = asyncio.run(baseline_child(args))
     elif mode == "consume":

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from plumbing.health import HealthServer, HealthServerConfig
 from plumbing.kafka import KafkaConnection
+from plumbing.zstd import reuse_zstd_contexts
 from producers.agent import ClusterProducer, freeze_heap, run_producers, tune_gc
 from producers.config import (
     ApiConnectionConfig,
@@ -190,4 +191,5 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 if __name__ == "__main__":
     tune_gc()
+    reuse_zstd_contexts()  # as `kubedelta produce` does
     asyncio.run(main(parse(sys.argv[1:])))

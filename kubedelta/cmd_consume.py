@@ -37,6 +37,7 @@ from consumers.config import DEFAULT_BATCH_MAX_RECORDS
 from deltas import DEFAULT_TOPIC_PREFIX, KubedeltaError
 from deltas.keys import DEAD_LETTER_TOPIC
 from kubedelta.kafka_settings import KafkaSettings, bootstrap_option
+from plumbing.zstd import reuse_zstd_contexts
 from store import StoreOptions, View
 
 log = logging.getLogger("kubedelta.consume")
@@ -159,6 +160,7 @@ def consume(**cli: Any) -> None:
     config = settings.consumer_config()
     options = settings.store_options()
     tune_gc()
+    reuse_zstd_contexts()
     try:
         asyncio.run(_consume(config, options))
     except KubedeltaError as exc:
@@ -222,6 +224,7 @@ def replay(until: str | None, clusters: tuple[str, ...], force: bool, **cli: Any
     )
     bar = _ProgressBar()
     tune_gc()
+    reuse_zstd_contexts()
     try:
         summary = asyncio.run(Replayer(config, settings.store_options(), bar.update).run())
     except (ReplayTargetError, ConsumerConfigError) as exc:

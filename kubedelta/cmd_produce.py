@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 from deltas import DEFAULT_TOPIC_PREFIX, KubedeltaError
 from kubedelta.kafka_settings import KafkaSettings, bootstrap_option
 from plumbing.health import HealthServer, HealthServerConfig
+from plumbing.zstd import reuse_zstd_contexts
 from producers.agent import ClusterProducer, freeze_heap, run_producers, tune_gc
 from producers.config import (
     DEFAULT_EXCLUDED_KINDS,
@@ -250,6 +251,7 @@ def produce(**options: Any) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     tune_gc()
+    reuse_zstd_contexts()
     try:
         asyncio.run(serve(settings))
     except KubedeltaError as exc:  # not retriable (e.g. no way to reach the API server)
