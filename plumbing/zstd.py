@@ -24,6 +24,11 @@ import zstandard
 
 #: aiokafka's (and the Kafka broker's) default zstd level (KIP-390).
 DEFAULT_LEVEL = 3
+#: Largest content size, bytes, a frame may declare to be decompressed here in one
+#: allocation. A record batch is at most a fetch (tens of MiB) before decompression;
+#: a frame declaring more (a corrupt or hostile header) goes to aiokafka's decoder,
+#: which grows its output as the data really decompresses.
+MAX_DECLARED_BYTES = 256 * 1024 * 1024
 
 
 class _Contexts(threading.local):
@@ -49,14 +54,17 @@ def zstd_encode(payload: Any, level: int | None = None) -> bytes:
 
 
 def zstd_decode(payload: Any) -> bytes:
-    """The content of a zstd frame. Frames written without their size (by streaming
-    encoders: other Kafka clients may) go to aiokafka's own decoder."""
-    try:
-        return _contexts.decompressor.decompress(payload)
-    except zstandard.ZstdError:
-        if _fallback_decode is None:
-            raise
-        return _fallback_decode(payload)
+    """The content of a zstd frame. Frames that do not state their size (streaming
+    encoders: other Kafka clients may write them) or state more than
+    :data:`MAX_DECLARED_BYTES` go to aiokafka's own decoder."""
+    if _fallback_decode is not None:
+        try:
+            declared = zstandard.frame_content_size(payload)
+        except zstandard.ZstdError:
+            declared = -1  # not even a frame header: aiokafka's decoder names the fault
+        if not 0 <= declared <= MAX_DECLARED_BYTES:
+            return _fallback_decode(payload)
+    return _contexts.decompressor.decompress(payload)
 
 
 def _record_modules() -> list[ModuleType]:

@@ -94,6 +94,22 @@ def test_frames_without_their_size_fall_back_to_aiokafkas_decoder(reused: None) 
     assert zstd.zstd_decode(streamed) == PAYLOAD
 
 
+def test_frames_declaring_too_much_go_to_aiokafkas_decoder(
+    reused: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = zstd.zstd_encode(PAYLOAD)
+    seen: list[int] = []
+
+    def fallback(payload: bytes) -> bytes:
+        seen.append(len(payload))
+        return bytes(aiokafka_zstd_decode(payload))
+
+    monkeypatch.setattr(zstd, "_fallback_decode", fallback)
+    assert zstd.zstd_decode(frame) == PAYLOAD and seen == []
+    monkeypatch.setattr(zstd, "MAX_DECLARED_BYTES", len(PAYLOAD) - 1)
+    assert zstd.zstd_decode(frame) == PAYLOAD and seen == [len(frame)]
+
+
 def test_installing_twice_keeps_aiokafkas_decoder_as_the_fallback(reused: None) -> None:
     zstd.reuse_zstd_contexts()
     streamed = zstandard.ZstdCompressor(write_content_size=False).compress(PAYLOAD)
