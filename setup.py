@@ -1,7 +1,8 @@
 """Only the C extensions live here; everything else is in pyproject.toml.
 
-``deltas._speedups`` decodes the common record's header, ``store._speedups`` writes a
-new object into the WriteBatch (see their .c files). Both are required, not optional:
+``deltas._speedups`` decodes the common records' header (UPSERT, DELETE),
+``store._speedups`` writes a new or changed object into the WriteBatch (see their .c
+files). Both are required, not optional:
 a consumer silently falling back to Python would be much slower with no sign why.
 """
 
