@@ -42,6 +42,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.codec import make_pod, pod_delta
 from bench.kafkadisk import topic_bytes
+from bench.procs import thread_cpu_by_name
 from bench.report import Machine, Progress, Report, emit, json_option
 from consumers import Consumer, ConsumerConfig, ConsumerMode, tune_gc
 from consumers.config import DEFAULT_BATCH_MAX_RECORDS
@@ -212,6 +213,11 @@ async def baseline_child(args: dict[str, Any]) -> dict[str, float]:
     return {"records": seen, "seconds": seconds, "cpu_s": cpu_s, "value_bytes": value_bytes}
 
 
+def _pool_cpu(now: dict[str, float], before: dict[str, float], name: str) -> float:
+    """CPU seconds RocksDB's ``name`` thread pool spent between the two samples."""
+    return now.get(name, 0.0) - before.get(name, 0.0)
+
+
 async def consume_child(args: dict[str, Any]) -> dict[str, float]:
     """The real consumer into a fresh store, pass after pass until all records are in."""
     config = child_config(args)
@@ -226,11 +232,13 @@ async def consume_child(args: dict[str, Any]) -> dict[str, float]:
         try:
             started, cpu_started = time.perf_counter(), time.process_time()
             thread_started = time.thread_time()
+            threads_started = thread_cpu_by_name()
             while consumer.totals.records < total:
                 await consumer.run_pass()
             seconds = time.perf_counter() - started
             cpu_s = time.process_time() - cpu_started
             thread_cpu_s = time.thread_time() - thread_started
+            threads = thread_cpu_by_name()
         finally:
             await consumer.close()
         rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -249,6 +257,8 @@ async def consume_child(args: dict[str, Any]) -> dict[str, float]:
             "fetch_cpu_s": consumer.applier.cpu.fetch_s,
             "plan_cpu_s": consumer.applier.cpu.plan_s,
             "commit_cpu_s": consumer.applier.cpu.commit_s,
+            "flush_cpu_s": _pool_cpu(threads, threads_started, "rocksdb:high"),
+            "compaction_cpu_s": _pool_cpu(threads, threads_started, "rocksdb:low"),
             "rss_peak_bytes": rss_peak,
             "objects": objects,
             "store_flushed_bytes": flushed,
@@ -424,6 +434,9 @@ def run(config: ConsumeBenchConfig) -> Report:
         "plan_cpu_us_per_record": ours["plan_cpu_s"] / ours["records"] * 1e6,
         "commit_cpu_us_per_record": ours["commit_cpu_s"] / ours["records"] * 1e6,
         "main_thread_cpu_us_per_record": ours["main_thread_cpu_s"] / ours["records"] * 1e6,
+        # RocksDB's background pools (flushes: rocksdb:high, compactions: rocksdb:low).
+        "flush_cpu_us_per_record": ours["flush_cpu_s"] / ours["records"] * 1e6,
+        "compaction_cpu_us_per_record": ours["compaction_cpu_s"] / ours["records"] * 1e6,
         "rss_mb": ours["rss_peak_bytes"] / 2**20,
         "store_bytes": int(ours["store_bytes"]),
         "store_flushed_bytes": int(ours["store_flushed_bytes"]),

@@ -175,6 +175,7 @@ async def run_e2e(
         say(f"producers: {producers} process(es)")
         monitor_started = time.monotonic()
         pipeline.start_producers()
+        cpu_before_sync = pipeline.cpu_by_role()
         async with (
             SimClient(pipeline.sim_url) as sim,
             QueryClient(pipeline.query_url, pipeline.config.token) as query,
@@ -188,6 +189,10 @@ async def run_e2e(
                 count_interval_s=cfg.poll_interval(),
             )
             metrics["initial_sync_s"] = sync_s
+            # Where the machine's CPU went during the sync (the producers started just
+            # before the first sample), per role: what a shorter sync has to take from.
+            for role, cpu_s in pipeline.cpu_by_role().items():
+                metrics[f"sync_cpu_s_{role}"] = cpu_s - cpu_before_sync.get(role, 0.0)
             metrics["initial_sync_objects_per_s"] = metrics["objects_total"] / sync_s
             metrics["initial_topic_bytes"] = pipeline.topic_log_bytes()
             metrics["bytes_per_object_initial"] = metrics["initial_topic_bytes"] / max(

@@ -302,6 +302,18 @@ class Pipeline:
             metrics["cpu_s_producers"] = producer_cpu
         return metrics
 
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds so far per role (producers summed as ``producers``), from a fresh
+        sample: the difference of two calls is what each role spent in between."""
+        self.components.sample()
+        cpu: dict[str, float] = {}
+        for role, usage in self.components.usages():
+            if role.startswith(("baseline-", "replay")):
+                continue
+            key = "producers" if role.startswith("producer-") else role
+            cpu[key] = cpu.get(key, 0.0) + usage.cpu_s
+        return cpu
+
     # -- stop --------------------------------------------------------------------------------
     def stop_services(self) -> None:
         """Stop every started component (producers first, then consumer, query, simulator)."""

@@ -235,6 +235,22 @@ def descendants(pid: int, children: Mapping[int, Sequence[int]]) -> list[int]:
     return found
 
 
+def thread_cpu_by_name(pid: int | None = None) -> dict[str, float]:
+    """CPU seconds (user + system) of a process's live threads, summed by thread name
+    (``/proc/PID/task/*/comm``; RocksDB names its pools ``rocksdb:low`` for compactions
+    and ``rocksdb:high`` for flushes). Threads that already exited are not counted."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    task_dir = Path(f"/proc/{pid or os.getpid()}/task")
+    for task in task_dir.iterdir():
+        with contextlib.suppress(OSError):
+            name = (task / "comm").read_text().strip()
+            # comm may hold spaces and parentheses: the fields follow its closing one
+            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = out.get(name, 0.0) + (int(stat[11]) + int(stat[12])) / tick
+    return out
+
+
 def dir_bytes(path: Path) -> int:
     """Bytes of the files under ``path`` (allocated size would overstate sparse index files)."""
     total = 0
