@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -24,7 +24,12 @@ from query_support import (
 
 from deltas import Op
 from query.app import create_asgi
+from query.auth import Scope
+from query.feed import FeedFilter, FeedHub
+from query.selectors import parse_selector
 from query.service import QueryService
+from store.reads import ViewReads
+from store.values import Change
 
 POD = "/api/v1/clusters/{c}/objects/core/v1/Pod/{ns}/{name}"
 
@@ -437,6 +442,74 @@ async def test_change_feed(
         assert [e["name"] for e in _events(resumed.text)] == ["new-c", "new-a"]
     finally:
         await service.stop()
+
+
+class _CountingReads:
+    """The real reads, counting the change-feed reads the hub makes."""
+
+    def __init__(self, reads: Any) -> None:
+        self._reads = reads
+        self.changes_read = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reads, name)
+
+    def changes_since(self, position: int, limit: int = 1000) -> list[Change]:
+        changes: list[Change] = self._reads.changes_since(position, limit)
+        self.changes_read += len(changes)
+        return changes
+
+
+def test_feed_hub_skips_the_feed_while_no_client_listens(
+    fresh: tuple[StoreWriter, QueryService],
+) -> None:
+    writer, service = fresh
+    service.catch_up()
+    reads = _CountingReads(service.reader)
+    hub = FeedHub(cast(ViewReads, reads), batch=2, queue_max=100)
+    start = hub.head
+    writer.write("c1", [k8s_object("ConfigMap", f"quiet-{i}", "team-a") for i in range(3)])
+    service.reader.catch_up()
+    assert hub.pump() == 0
+    assert hub.head == start + 3 == service.reader.feed_bounds()[1]
+    assert reads.changes_read == 0  # nobody listens: nothing decoded
+    # A client resuming from before the quiet writes still gets them, from the store.
+    assert [c.name for c in service.reader.changes_since(start)] == [
+        "quiet-0",
+        "quiet-1",
+        "quiet-2",
+    ]
+
+
+async def test_feed_hub_hands_changes_to_a_listening_client(
+    fresh: tuple[StoreWriter, QueryService],
+) -> None:
+    writer, service = fresh
+    service.catch_up()
+    reads = _CountingReads(service.reader)
+    hub = FeedHub(cast(ViewReads, reads), batch=2, queue_max=100)
+    everything = FeedFilter(
+        scope=Scope("test", ("*",), ("*",)),
+        clusters=None,
+        group=None,
+        kind=None,
+        namespace=None,
+        name_prefix="",
+        selector=parse_selector(None),
+    )
+    stream = hub.stream(everything, hub.start_position(None), 5.0, 2.0, lambda: None)
+    assert (await anext(stream)).startswith(b": kubedelta change feed")
+    writer.write("c1", [k8s_object("ConfigMap", f"loud-{i}", "team-a") for i in range(3)])
+    service.reader.catch_up()
+    assert hub.pump() == 3  # read in batches of 2
+    assert reads.changes_read == 3
+    ids: list[str] = []
+    while len(ids) < 3:  # one or more chunks
+        frames = (await anext(stream)).decode()
+        ids += [line for line in frames.split("\n") if line.startswith("id: ")]
+    assert ids == [f"id: {hub.head - 2}", f"id: {hub.head - 1}", f"id: {hub.head}"]
+    await cast(AsyncGenerator[bytes, None], stream).aclose()
+    assert hub.subscribers == 0
 
 
 def _events(text: str) -> list[dict[str, Any]]:
