@@ -90,6 +90,14 @@ class ConsumerConfig:
     #: write cost) until the consumer is ready; then everything is persisted and the WAL
     #: is on for good, so readiness implies readers see the data. 0 never skips the WAL.
     bulk_catch_up_records: int = 20_000
+    #: Once ready, records behind (summed over this consumer's partitions) at or above
+    #: which it commits without the WAL again, until it is back within a tenth of this.
+    #: Only a flood gets there (at 10,000 changes/s, 10 s behind): a burst of a few seconds
+    #: stays logged and visible record by record. So far behind, readers already lag by
+    #: seconds; bulk writes reach them at each flush (~15k Pods) and cost the writer ~25 %
+    #: less, and readers nothing to replay (a 1M-object initial sync on 2 cores: the
+    #: consumer's backlog after the producers' LIST phase, docs/benchmarks.md). 0: never.
+    bulk_behind_records: int = 100_000
     #: Seconds between glibc ``malloc_trim`` calls (0: never). Batches of ~2.5 KB values
     #: and RocksDB memtables churn the C heap; trimming returns the freed pages
     #: (measured at 1M records: peak RSS 412 -> 375 MB). No effect without glibc.
@@ -116,3 +124,5 @@ class ConsumerConfig:
             raise ConsumerConfigError("getmany_timeout_ms must not be negative")
         if self.bulk_catch_up_records < 0:
             raise ConsumerConfigError("bulk_catch_up_records must not be negative")
+        if self.bulk_behind_records < 0:
+            raise ConsumerConfigError("bulk_behind_records must not be negative")

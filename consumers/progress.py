@@ -61,3 +61,32 @@ def lag_by_cluster(
         lag = max(0, high - stored.get((topic, partition), 0)) if high is not None else 0
         out[cluster] = out.get(cluster, 0) + lag
     return out
+
+
+def wants_bulk(
+    *,
+    bulk: bool,
+    became_ready: bool,
+    ready: bool,
+    remaining: int,
+    behind: int,
+    catch_up_records: int,
+    behind_records: int,
+) -> bool:
+    """Whether the view should commit without the WAL from now on.
+
+    ``remaining``: records left of the first catch-up; ``behind``: records between the
+    stored offsets and the latest high watermarks. The first catch-up runs in bulk from
+    ``catch_up_records`` on, and readiness always ends it (ready implies readers see
+    the data). Later, a consumer ``behind_records`` or more behind goes bulk until it is
+    back within a tenth of that (hysteresis: each switch flushes and reopens the store).
+    """
+    if became_ready:
+        return False
+    if not ready:
+        return bulk or 0 < catch_up_records <= remaining
+    if behind_records <= 0:
+        return False
+    if bulk:
+        return behind >= behind_records // 10
+    return behind >= behind_records

@@ -18,7 +18,7 @@ from consumers.apply import BatchApplier, BatchOutcome, CommitObserver, _Cluster
 from consumers.config import ConsumerConfig
 from consumers.deadletter import DeadLetterSink
 from consumers.metrics import ConsumerMetrics
-from consumers.progress import CatchUp, Partition, lag_by_cluster
+from consumers.progress import CatchUp, Partition, lag_by_cluster, wants_bulk
 from consumers.source import TopicSource
 from consumers.tuning import malloc_trimmer
 from deltas.errors import KubedeltaError
@@ -59,6 +59,7 @@ class Consumer:
             observer=observer,
         )
         self.catch_up = CatchUp()
+        self._was_ready = False  #: readiness at the last status refresh
         self._cluster_of = _ClusterNames(config.topic_prefix)
         self._next_status_at = 0.0
         self._trim = malloc_trimmer() if config.malloc_trim_interval_s > 0 else None
@@ -149,23 +150,39 @@ class Consumer:
         if outcome.verdicts:
             t.verdicts = outcome.verdicts[-1:]
 
-    def _choose_write_mode(self, ready: bool, remaining: int) -> None:
+    def _choose_write_mode(self, ready: bool, remaining: int, behind: int) -> None:
         """Bulk (no WAL) during a first catch-up of ``bulk_catch_up_records`` or more;
         everything persisted and the WAL on again the moment the consumer is ready (no
         await in between: /readyz cannot report ready before readers see the data).
-        Once ready, never again: readers see bulk writes only when flushed, and a live
-        consumer that falls behind must stay visible record by record (at 10k changes/s
-        on a saturated machine, bulk after ready held changes back for seconds)."""
+        After that, bulk only while ``bulk_behind_records`` or more behind: a live
+        consumer that falls behind by a burst stays visible record by record (at 10k
+        changes/s on a saturated machine, bulk at 20k behind held changes back for
+        seconds), one facing a flood catches up faster (``progress.wants_bulk``)."""
         view = self.view
-        if ready:
-            if view.bulk:
-                view.end_bulk()
-                self.metrics.bulk.set(0)
-                log.info("caught up: bulk writes persisted, write-ahead log on")
-        elif not view.bulk and 0 < self.config.bulk_catch_up_records <= remaining:
+        became_ready = ready and not self._was_ready
+        self._was_ready = ready
+        bulk = wants_bulk(
+            bulk=view.bulk,
+            became_ready=became_ready,
+            ready=ready,
+            remaining=remaining,
+            behind=behind,
+            catch_up_records=self.config.bulk_catch_up_records,
+            behind_records=self.config.bulk_behind_records,
+        )
+        if bulk and not view.bulk:
             view.begin_bulk()
             self.metrics.bulk.set(1)
-            log.info("%d records to catch up: committing without the write-ahead log", remaining)
+            if ready:
+                log.info("%d records behind: committing without the write-ahead log", behind)
+            else:
+                log.info(
+                    "%d records to catch up: committing without the write-ahead log", remaining
+                )
+        elif view.bulk and not bulk:
+            view.end_bulk()
+            self.metrics.bulk.set(0)
+            log.info("caught up: bulk writes persisted, write-ahead log on")
 
     def _maybe_trim(self) -> None:
         if self._trim is None:
@@ -195,11 +212,11 @@ class Consumer:
         self.catch_up.keep_only(owned)
         stored = self.view.resume_offsets()  # in memory: no store read
         ready = self.catch_up.update(stored)
-        self._choose_write_mode(ready, self.catch_up.remaining(stored))
-        self.metrics.caught_up.set(1 if ready else 0)
         highwaters: Mapping[Partition, int | None] = {
             (tp.topic, tp.partition): self.source.highwater(tp) for tp in assigned
         }
         lags = lag_by_cluster(highwaters, stored, self._cluster_of)
+        self._choose_write_mode(ready, self.catch_up.remaining(stored), sum(lags.values()))
+        self.metrics.caught_up.set(1 if ready else 0)
         for cluster, lag in lags.items():
             self.metrics.lag.labels(cluster).set(lag)

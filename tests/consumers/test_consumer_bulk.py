@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,4 +59,44 @@ async def test_a_long_catch_up_runs_in_bulk_and_is_persisted_before_ready(
         finally:
             reader.close()
     assert True in modes, "the catch-up never ran in bulk mode"
+    assert modes[-1] is False
+
+
+async def test_a_ready_consumer_far_behind_catches_up_in_bulk_then_logs_again(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+    await create_topics(kafka_bootstrap, [topic_for("alpha", prefix)], partitions=2)
+    log = LogBuilder(prefix, 2)
+    cfg = replace(
+        config(tmp_path / "view", kafka_bootstrap, prefix, batch_max_records=500),
+        bulk_catch_up_records=0,  # any bulk commit below comes from falling behind
+        bulk_behind_records=2_000,
+    )
+    modes: list[bool] = []
+    running: Running
+    running = Running(cfg, observer=lambda chunk: modes.append(running.view.bulk))
+    async with running:
+        await running.until(lambda: running.consumer.ready)  # empty topics: ready at once
+        await produce(kafka_bootstrap, [log.upsert("alpha", i, pad=40) for i in range(30_000)])
+        await running.until(lambda: running.view.count() == 30_000)
+        await running.until(lambda: not running.view.bulk)
+        assert True in modes, "30,000 records behind never switched to bulk"
+        # back within a tenth of the threshold: everything persisted for readers (and
+        # flushed: the writer's own reads below do not sort its vector memtables)
+        reader = ViewReader.open(cfg.data_dir, tmp_path / "secondary", store_options(prefix))
+        try:
+            assert reader.count() == 30_000
+            assert all_objects(reader) == all_objects(running.view)
+        finally:
+            reader.close()
+        assert running.consumer.metrics.bulk._value.get() == 0
+        # a record now is committed with the WAL: readers see it without a flush
+        await produce(kafka_bootstrap, [log.upsert("alpha", 99_999, pad=40)])
+        await running.until(lambda: running.view.count() == 30_001)
+        reader = ViewReader.open(cfg.data_dir, tmp_path / "secondary2", store_options(prefix))
+        try:
+            assert reader.count() == 30_001
+        finally:
+            reader.close()
     assert modes[-1] is False

@@ -9,7 +9,7 @@ from aiokafka import TopicPartition
 
 from consumers import ConsumerConfig, ConsumerConfigError, ConsumerMode
 from consumers.apply import chunks
-from consumers.progress import CatchUp, lag_by_cluster
+from consumers.progress import CatchUp, lag_by_cluster, wants_bulk
 from plumbing.kafka import offsets_in_chunks
 from store.records import SourceRecord
 
@@ -51,6 +51,50 @@ def test_lag_sums_partitions_per_cluster() -> None:
     assert lag_by_cluster(highwaters, stored, lambda t: t.rsplit(".", 1)[1]) == {"a": 6, "b": 2}
 
 
+def _bulk(
+    *,
+    bulk: bool = False,
+    became_ready: bool = False,
+    ready: bool = True,
+    remaining: int = 0,
+    behind: int = 0,
+) -> bool:
+    return wants_bulk(
+        bulk=bulk,
+        became_ready=became_ready,
+        ready=ready,
+        remaining=remaining,
+        behind=behind,
+        catch_up_records=20_000,
+        behind_records=100_000,
+    )
+
+
+def test_first_catch_up_runs_in_bulk_from_its_threshold_until_ready() -> None:
+    assert not _bulk(ready=False, remaining=19_999)
+    assert _bulk(ready=False, remaining=20_000)
+    assert _bulk(ready=False, bulk=True, remaining=5)  # no way back before ready
+    # readiness persists everything, however far behind the live log already is
+    assert not _bulk(bulk=True, became_ready=True, behind=10**6)
+
+
+def test_a_ready_consumer_goes_bulk_only_when_far_behind_with_hysteresis() -> None:
+    assert not _bulk(behind=99_999)  # a burst stays logged, visible record by record
+    assert _bulk(behind=100_000)
+    assert _bulk(bulk=True, behind=10_000)  # stays bulk until within a tenth
+    assert not _bulk(bulk=True, behind=9_999)
+    never = wants_bulk(
+        bulk=False,
+        became_ready=False,
+        ready=True,
+        remaining=0,
+        behind=10**9,
+        catch_up_records=20_000,
+        behind_records=0,
+    )
+    assert not never
+
+
 def test_config_rejects_what_cannot_work() -> None:
     with pytest.raises(ConsumerConfigError, match="group"):
         ConsumerConfig(Path("v"), mode=ConsumerMode.SHARD)
@@ -58,6 +102,8 @@ def test_config_rejects_what_cannot_work() -> None:
         ConsumerConfig(Path("v"), batch_max_records=0)
     with pytest.raises(ConsumerConfigError, match="getmany_timeout_ms"):
         ConsumerConfig(Path("v"), getmany_timeout_ms=-1)
+    with pytest.raises(ConsumerConfigError, match="bulk_behind_records"):
+        ConsumerConfig(Path("v"), bulk_behind_records=-1)
     assert ConsumerConfig(Path("v"), mode=ConsumerMode.SHARD, group_id="g").group_id == "g"
 
 
