@@ -211,6 +211,7 @@ async def run_e2e(
             await watcher.start()
             probes: list[Probe] = []
             before = await monitor.sample()
+            cpu_before_churn = pipeline.cpu_by_role()
             churn_started = time.monotonic()
             # Probes are changes too: the simulator's churn makes the rest of the target.
             background = max(churn_target - cfg.probes / cfg.duration_s, 0.0)
@@ -236,6 +237,11 @@ async def run_e2e(
             await sim.churn_stop()
             after = await monitor.sample()
             churn_elapsed = time.monotonic() - churn_started
+            # Cores each role kept busy during the churn (CPU seconds per second): a
+            # saturated machine (the sum near its core count) is where latency queues.
+            for role, cpu_s in pipeline.cpu_by_role().items():
+                spent = cpu_s - cpu_before_churn.get(role, 0.0)
+                metrics[f"churn_cores_{role}"] = spent / churn_elapsed
             churn_end = len(monitor.samples)
             changes = after.churn_changes - before.churn_changes + len(probes)
             metrics["churn_per_s"] = changes / churn_elapsed
