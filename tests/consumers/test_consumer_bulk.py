@@ -17,10 +17,24 @@ from consumer_support import (
     unique_prefix,
 )
 
+from consumers import ConsumerConfig
 from deltas import topic_for
-from store import ViewReader
+from store import View, ViewReader
 
 pytestmark = pytest.mark.kafka
+
+
+def reader_count(cfg: ConsumerConfig, secondary: Path, writer: View | None = None) -> int:
+    """Objects a fresh reader (RocksDB secondary) sees; with ``writer``, also checks it
+    sees exactly the writer's objects (only when flushed: the writer's own reads of its
+    vector memtables sort a copy per read)."""
+    reader = ViewReader.open(cfg.data_dir, secondary, store_options(cfg.topic_prefix))
+    try:
+        if writer is not None:
+            assert all_objects(reader) == all_objects(writer)
+        return reader.count()
+    finally:
+        reader.close()
 
 
 async def test_a_long_catch_up_runs_in_bulk_and_is_persisted_before_ready(
@@ -43,21 +57,13 @@ async def test_a_long_catch_up_runs_in_bulk_and_is_persisted_before_ready(
         # ready implies persisted: a reader opened now (it sees flushed data and the
         # WAL, nothing of a writer's memtables written without the WAL) has everything
         assert not running.view.bulk
-        reader = ViewReader.open(cfg.data_dir, tmp_path / "secondary", store_options(prefix))
-        try:
-            assert reader.count() == 30_000
-            assert all_objects(reader) == all_objects(running.view)
-        finally:
-            reader.close()
+        assert reader_count(cfg, tmp_path / "secondary", running.view) == 30_000
         assert running.consumer.metrics.bulk._value.get() == 0
         # later records, committed with the WAL again, reach readers without a flush
         await produce(kafka_bootstrap, [log.upsert("alpha", 99_999, pad=40)])
         await running.until(lambda: running.view.count() == 30_001)
-        reader = ViewReader.open(cfg.data_dir, tmp_path / "secondary2", store_options(prefix))
-        try:
-            assert reader.count() == 30_001  # from the WAL: nothing was flushed since
-        finally:
-            reader.close()
+        # from the WAL: nothing was flushed since
+        assert reader_count(cfg, tmp_path / "secondary2") == 30_001
     assert True in modes, "the catch-up never ran in bulk mode"
     assert modes[-1] is False
 
@@ -82,21 +88,11 @@ async def test_a_ready_consumer_far_behind_catches_up_in_bulk_then_logs_again(
         await running.until(lambda: running.view.count() == 30_000)
         await running.until(lambda: not running.view.bulk)
         assert True in modes, "30,000 records behind never switched to bulk"
-        # back within a tenth of the threshold: everything persisted for readers (and
-        # flushed: the writer's own reads below do not sort its vector memtables)
-        reader = ViewReader.open(cfg.data_dir, tmp_path / "secondary", store_options(prefix))
-        try:
-            assert reader.count() == 30_000
-            assert all_objects(reader) == all_objects(running.view)
-        finally:
-            reader.close()
+        # back within a tenth of the threshold: everything persisted for readers
+        assert reader_count(cfg, tmp_path / "secondary", running.view) == 30_000
         assert running.consumer.metrics.bulk._value.get() == 0
         # a record now is committed with the WAL: readers see it without a flush
         await produce(kafka_bootstrap, [log.upsert("alpha", 99_999, pad=40)])
         await running.until(lambda: running.view.count() == 30_001)
-        reader = ViewReader.open(cfg.data_dir, tmp_path / "secondary2", store_options(prefix))
-        try:
-            assert reader.count() == 30_001
-        finally:
-            reader.close()
+        assert reader_count(cfg, tmp_path / "secondary2") == 30_001
     assert modes[-1] is False

@@ -460,13 +460,18 @@ class _CountingReads:
         return changes
 
 
+def _counted_hub(service: QueryService) -> tuple[_CountingReads, FeedHub]:
+    """A hub (batches of 2) over the service's caught-up reader, counting its reads."""
+    service.catch_up()
+    reads = _CountingReads(service.reader)
+    return reads, FeedHub(cast(ViewReads, reads), batch=2, queue_max=100)
+
+
 def test_feed_hub_skips_the_feed_while_no_client_listens(
     fresh: tuple[StoreWriter, QueryService],
 ) -> None:
     writer, service = fresh
-    service.catch_up()
-    reads = _CountingReads(service.reader)
-    hub = FeedHub(cast(ViewReads, reads), batch=2, queue_max=100)
+    reads, hub = _counted_hub(service)
     start = hub.head
     writer.write("c1", [k8s_object("ConfigMap", f"quiet-{i}", "team-a") for i in range(3)])
     service.reader.catch_up()
@@ -485,9 +490,7 @@ async def test_feed_hub_hands_changes_to_a_listening_client(
     fresh: tuple[StoreWriter, QueryService],
 ) -> None:
     writer, service = fresh
-    service.catch_up()
-    reads = _CountingReads(service.reader)
-    hub = FeedHub(cast(ViewReads, reads), batch=2, queue_max=100)
+    reads, hub = _counted_hub(service)
     everything = FeedFilter(
         scope=Scope("test", ("*",), ("*",)),
         clusters=None,
