@@ -88,5 +88,5 @@ def wants_bulk(
     if behind_records <= 0:
         return False
     if bulk:
-        return behind >= behind_records // 10
+        return behind >= max(1, behind_records // 10)  # a tiny threshold still ends
     return behind >= behind_records

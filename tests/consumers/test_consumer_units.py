@@ -93,6 +93,16 @@ def test_a_ready_consumer_goes_bulk_only_when_far_behind_with_hysteresis() -> No
         behind_records=0,
     )
     assert not never
+    caught_up = wants_bulk(
+        bulk=True,
+        became_ready=False,
+        ready=True,
+        remaining=0,
+        behind=0,
+        catch_up_records=20_000,
+        behind_records=5,  # a tenth rounds to 0: caught up must still end bulk
+    )
+    assert not caught_up
 
 
 def test_config_rejects_what_cannot_work() -> None:
