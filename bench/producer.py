@@ -43,7 +43,7 @@ from deltas import identity_bytes, partition_for
 from plumbing import broker
 from producers.config import StripConfig
 from producers.records import RecordFactory
-from producers.strip import body_of, fingerprint, resource_version_of, strip_object
+from producers.strip import body_of, resource_version_of, strip_object
 from simulator import ChurnMix, Simulator, SimulatorConfig
 from simulator.generator import ObjectFactory, format_time
 
@@ -94,7 +94,6 @@ def _encode(
         partition_for(key, 3),
         obj,
         body,
-        fingerprint(obj),
         resource_version_of(obj),
         0.0,
         "",
@@ -108,7 +107,7 @@ def batch_bytes(records: list[tuple[bytes, bytes]], codec: str) -> float:
     builder = DefaultRecordBatchBuilder(2, _CODECS[codec], 0, -1, -1, -1, 16 * 1024 * 1024)
     ts = int(time.time() * 1000)
     for offset, (key, value) in enumerate(records):
-        builder.append(offset, timestamp=ts, key=key, value=value, headers=[("kd-fp", b"12345678")])
+        builder.append(offset, timestamp=ts, key=key, value=value, headers=[])
     return len(builder.build()) / len(records)
 
 

@@ -197,7 +197,6 @@ class KindEmitter:
             shaped.owners,
             shaped.app,
             shaped.body,
-            fp,
             observed,
             ref.label,
         )

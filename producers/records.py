@@ -11,7 +11,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from deltas import (
     BodyEncoding,
@@ -25,10 +25,6 @@ from deltas import (
 from deltas.codec import UpsertEncoder
 from deltas.index_fields import MONIKER_APP, labels_of
 
-#: Kafka record header holding the 8-byte fingerprint of an UPSERT, so a restarted
-#: producer learns what the topic holds without re-parsing every body.
-FINGERPRINT_HEADER: Final = "kd-fp"
-
 
 @dataclass(slots=True, init=False)
 class OutRecord:
@@ -37,7 +33,6 @@ class OutRecord:
     partition: int
     key: bytes
     value: bytes | None
-    headers: list[tuple[str, bytes]]
     seq: int  #: session sequence number (tombstones share their DELETE's)
     observed: float  #: time.monotonic() when the cause was observed
     kind_label: str  #: metrics label
@@ -51,7 +46,6 @@ class OutRecord:
         partition: int,
         key: bytes,
         value: bytes | None,
-        headers: list[tuple[str, bytes]],
         seq: int,
         observed: float,
         kind_label: str,
@@ -60,7 +54,6 @@ class OutRecord:
         self.partition = partition
         self.key = key
         self.value = value
-        self.headers = headers
         self.seq = seq
         self.observed = observed
         self.kind_label = kind_label
@@ -127,7 +120,6 @@ class RecordFactory:
         partition: int,
         obj: Mapping[str, Any],
         body: bytes,
-        fingerprint: bytes,
         resource_version: str,
         observed: float,
         kind_label: str,
@@ -147,7 +139,6 @@ class RecordFactory:
             owners,
             app,
             body,
-            fingerprint,
             observed,
             kind_label,
         )
@@ -165,7 +156,6 @@ class RecordFactory:
         owners: tuple[str, ...],
         app: str,
         body: bytes,
-        fingerprint: bytes,
         observed: float,
         kind_label: str,
     ) -> OutRecord:
@@ -189,7 +179,6 @@ class RecordFactory:
             partition,
             key_bytes,
             value,
-            [(FINGERPRINT_HEADER, fingerprint)],
             seq,
             observed,
             kind_label,
@@ -215,10 +204,8 @@ class RecordFactory:
         value = encoder.delete(
             namespace, name, uid, resource_version, seq, time.time_ns() // 1_000_000
         )
-        record = OutRecord(partition, key_bytes, value, [], seq, observed, kind_label, "delete")
-        tombstone = OutRecord(
-            partition, key_bytes, None, [], seq, observed, kind_label, "tombstone"
-        )
+        record = OutRecord(partition, key_bytes, value, seq, observed, kind_label, "delete")
+        tombstone = OutRecord(partition, key_bytes, None, seq, observed, kind_label, "tombstone")
         return record, tombstone
 
     def relist_markers(
@@ -245,7 +232,6 @@ class RecordFactory:
                     partition,
                     delta.kafka_key(),
                     encode(delta),
-                    [],
                     seq,
                     now,
                     kind_label,
@@ -269,7 +255,6 @@ class RecordFactory:
             partition,
             delta.kafka_key(),
             encode(delta),
-            [],
             seq,
             time.monotonic(),
             "",

@@ -10,7 +10,7 @@ from producers.records import OutRecord
 
 
 def rec(seq: int, partition: int = 0, size: int = 84) -> OutRecord:
-    return OutRecord(partition, b"k", b"v" * (size - 17), [], seq, 0.0, "pods", "upsert")
+    return OutRecord(partition, b"k", b"v" * (size - 17), seq, 0.0, "pods", "upsert")
 
 
 def test_room_is_bounded_by_count_and_bytes() -> None:

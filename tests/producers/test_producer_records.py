@@ -65,7 +65,7 @@ def test_upsert_record_is_encode_of_the_same_delta(meta: dict[str, Any], seq_sta
     key = ResourceKey("apps", "v1", "Deployment", "shop", "web-1")
     body = b'{"kind":"Deployment"}'
     record = factory.upsert(
-        key, identity_bytes("apps", "Deployment", "shop", "web-1"), 1, obj, body, b"f" * 8, "7",
+        key, identity_bytes("apps", "Deployment", "shop", "web-1"), 1, obj, body, "7",
         0.0, "deployments.apps",
     )  # fmt: skip
     assert record.value is not None
@@ -87,4 +87,3 @@ def test_upsert_record_is_encode_of_the_same_delta(meta: dict[str, Any], seq_sta
     )
     assert record.value == encode(expected)
     assert record.seq == seq_start + 1 and record.partition == 1
-    assert record.headers == [("kd-fp", b"f" * 8)]

@@ -41,7 +41,7 @@ class FakeTransport:
 
 
 def rec(seq: int, partition: int) -> OutRecord:
-    return OutRecord(partition, b"k%d" % seq, b"v" * 100, [], seq, 0.0, "pods", "upsert")
+    return OutRecord(partition, b"k%d" % seq, b"v" * 100, seq, 0.0, "pods", "upsert")
 
 
 def make(transport: FakeTransport, **config: object) -> KafkaSink:

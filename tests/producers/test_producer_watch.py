@@ -159,7 +159,7 @@ def records_of_events(events: list[tuple[str, dict[str, Any]]]) -> list[tuple[An
 def wire(r: OutRecord) -> tuple[Any, ...]:
     """A record as it reaches Kafka, its event time (a clock reading) zeroed."""
     value = None if r.value is None else dataclasses.replace(decode(r.value), event_time_ms=0)
-    return (r.partition, r.key, value, r.headers, r.seq, r.op)
+    return (r.partition, r.key, value, r.seq, r.op)
 
 
 async def test_watch_events_become_the_records_the_emitter_makes_of_them(
