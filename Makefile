@@ -50,8 +50,9 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstalled when pyproject.toml, setup.py or a C extension's source is newer than
-# the stamp (the editable install compiles deltas/ and store/_speedups.c in place).
-$(STAMP): pyproject.toml setup.py deltas/_speedups.c store/_speedups.c $(VENV)/bin/python
+# the stamp (the editable install compiles deltas/, store/ and producers/_speedups.c
+# in place).
+$(STAMP): pyproject.toml setup.py deltas/_speedups.c store/_speedups.c producers/_speedups.c $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)

@@ -15,12 +15,20 @@ import orjson
 
 from deltas import identity_bytes, partition_for
 from deltas.codec import UpsertEncoder
+from producers._speedups import shape as shape_fast
 from producers.config import StripConfig
 from producers.kinds import KindRef, NamespaceFilter
 from producers.ledger import KindLedger
 from producers.metrics import KindMetrics
 from producers.records import OutRecord, RecordFactory
-from producers.shape import KindShaper, Members, Opened, members, resource_version_of_meta
+from producers.shape import (
+    FastShaped,
+    KindShaper,
+    Members,
+    Opened,
+    members,
+    resource_version_of_meta,
+)
 from producers.strip import fingerprint_of_body
 
 #: An object as served: its raw JSON (a LIST item, a WATCH event's object), or a
@@ -57,6 +65,8 @@ class KindEmitter:
         self._partitions = factory.partitions
         self._relist_id = ""
         self._shaper = KindShaper(ref.group, ref.version, ref.kind, strip)
+        #: producers/_speedups.c shapes the usual objects of most kinds (None: never).
+        self._fast = self._shaper.fast_args()
         self._encoder: UpsertEncoder | None = None  #: made at the first record
         #: LIST items sent / found unchanged since the metrics were last updated: a
         #: relist counts them per page, not per object (a labelled Counter takes a lock).
@@ -79,8 +89,14 @@ class KindEmitter:
     def listed(self, obj: ServedObject, observed: float) -> None:
         """One LIST item (the reflector counts them per page, and calls
         ``flush_counts`` after each page)."""
-        opened = self._shaper.open(_raw(obj))
-        sent = None if opened is None else self._upsert(opened, observed)
+        raw = _raw(obj)
+        fast = self._fast
+        shaped = None if fast is None else shape_fast(raw, *fast)
+        if shaped is not None:
+            sent = self._upsert_shaped(shaped, observed)
+        else:
+            opened = self._shaper.open(raw)
+            sent = None if opened is None else self._upsert(opened, observed)
         if sent:
             self._listed_sent += 1
         elif sent is not None:
@@ -169,18 +185,40 @@ class KindEmitter:
 
     def _upsert(self, opened: Opened, observed: float) -> bool | None:
         """Send the object unless the topic already has its content: True sent, False
-        unchanged, None not sent for another reason (filtered namespace).
-
-        The initial sync runs this for every object of the cluster: keep it lean."""
-        namespace, name = opened.namespace, opened.name
+        unchanged, None not sent for another reason (filtered namespace)."""
+        namespace = opened.namespace
         if namespace and not self._namespaces.allows(namespace):
             self._metrics.filtered.inc()
             return None
+        body, rv, uid, labels, owners, app = self._shaper.finish(opened)
+        return self._send_upsert(
+            namespace, opened.name, body, rv, uid, labels, owners, app, observed
+        )
+
+    def _upsert_shaped(self, shaped: FastShaped, observed: float) -> bool | None:
+        """``_upsert`` of an object the C code shaped."""
+        body, namespace, name, rv, uid, labels, owners, app = shaped
+        if namespace and not self._namespaces.allows(namespace):
+            self._metrics.filtered.inc()
+            return None
+        return self._send_upsert(namespace, name, body, rv, uid, labels, owners, app, observed)
+
+    def _send_upsert(
+        self,
+        namespace: str,
+        name: str,
+        body: bytes,
+        rv: str,
+        uid: str,
+        labels: dict[str, str],
+        owners: tuple[str, ...],
+        app: str,
+        observed: float,
+    ) -> bool:
+        """The initial sync runs this for every object of the cluster: keep it lean."""
         ref = self.ref
         key_bytes = identity_bytes(ref.group, ref.kind, namespace, name)
-        shaped = self._shaper.finish(opened)
-        rv = shaped.resource_version
-        fp = fingerprint_of_body(shaped.body, rv)
+        fp = fingerprint_of_body(body, rv)
         ledger = self.ledger
         if ledger.unchanged(key_bytes, fp):
             return False
@@ -191,12 +229,12 @@ class KindEmitter:
             name,
             key_bytes,
             partition,
-            shaped.uid,
+            uid,
             rv,
-            shaped.labels,
-            shaped.owners,
-            shaped.app,
-            shaped.body,
+            labels,
+            owners,
+            app,
+            body,
             observed,
             ref.label,
         )

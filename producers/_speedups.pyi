@@ -1,0 +1,10 @@
+"""Types of the C extension producers/_speedups.c."""
+
+import msgspec
+
+def shape(
+    raw: bytes | memoryview | msgspec.Raw,
+    api_version_json: bytes,
+    kind_json: bytes,
+    drop_last_applied: bool,
+) -> tuple[bytes, str, str, str, str, dict[str, str], tuple[str, ...], str] | None: ...
