@@ -8,7 +8,9 @@
  *
  *     (body, namespace, name, resource_version, uid, labels, owners, app)
  *
- * or None for anything it does not handle. None never means "invalid": the caller
+ * or None for anything it does not handle. shape_event(line, ...) does the same for a
+ * watch event's line, {"type": ADDED|MODIFIED|DELETED, "object": {...}} and nothing
+ * else, returning (type, *the above); other events (BOOKMARK, ERROR) are Python's. None never means "invalid": the caller
  * then runs the Python shaper, which is the reference (and decides what to do with a
  * malformed object). So this file only needs to be right about what it accepts, and
  * it accepts only the plain case: strictly valid JSON (RFC 8259, valid UTF-8, no
@@ -27,7 +29,8 @@
  * served.
  *
  * Why C: shaping was ~15 us of the producer's ~55 us per listed object, most of it
- * Python around msgspec's splitting (docs/benchmarks.md, session 9).
+ * Python around msgspec's splitting (docs/benchmarks.md, session 9); watch events at
+ * churn rates are the same work.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -389,12 +392,11 @@ static PyObject *empty_tuple = NULL;
 
 #define NOT_HANDLED() do { result = Py_None; Py_INCREF(result); goto done; } while (0)
 
-static PyObject *shape(PyObject *self, PyObject *args) {
-    Py_buffer raw, api_version, kind;
-    int drop_last_applied;
-    if (!PyArg_ParseTuple(args, "y*y*y*p", &raw, &api_version, &kind, &drop_last_applied))
-        return NULL;
-
+/* The shaped 8-tuple of the object at p (on its '{'); Py_None (a new reference) when
+ * it is not handled; NULL with an exception set. *after: the position after the object
+ * (set when handled). */
+static PyObject *shape_object(cursor p, cursor end, const Py_buffer *api_version,
+                              const Py_buffer *kind, int drop_last_applied, cursor *after) {
     PyObject *result = NULL;
     PyObject *namespace = NULL, *name = NULL, *rv = NULL, *uid = NULL, *labels = NULL,
              *owners = NULL, *app = NULL, *body = NULL;
@@ -405,11 +407,10 @@ static PyObject *shape(PyObject *self, PyObject *args) {
     list_init(&label_members);
     list_init(&ref_members);
 
-    cursor start = raw.buf, end = start + raw.len;
-    cursor p = skip_ws(start, end);
     if (p >= end || *p != '{') NOT_HANDLED();
     p = object_members_split(p, end, 0, &top, "metadata", 8, &meta);
-    if (p == NULL || skip_ws(p, end) != end) NOT_HANDLED();
+    if (p == NULL) NOT_HANDLED();
+    *after = p;
     if (!sort_unique(&top)) NOT_HANDLED();
 
     /* The top level without apiVersion and kind (replaced); metadata split. */
@@ -583,8 +584,8 @@ static PyObject *shape(PyObject *self, PyObject *args) {
 
     /* Sizes: the top level gets apiVersion, kind and metadata back. */
     Py_ssize_t metadata_bytes = meta_bytes + (meta_kept > 0 ? meta_kept - 1 : 0);
-    top_bytes += (Py_ssize_t)(sizeof("apiVersion") - 1) + 3 + api_version.len;
-    top_bytes += (Py_ssize_t)(sizeof("kind") - 1) + 3 + kind.len;
+    top_bytes += (Py_ssize_t)(sizeof("apiVersion") - 1) + 3 + api_version->len;
+    top_bytes += (Py_ssize_t)(sizeof("kind") - 1) + 3 + kind->len;
     top_bytes += (Py_ssize_t)(sizeof("metadata") - 1) + 3 + metadata_bytes;
     top_bytes += kept_top + 2; /* commas between kept_top + 3 members */
 
@@ -592,8 +593,8 @@ static PyObject *shape(PyObject *self, PyObject *args) {
     if (body == NULL) goto fail;
     writer w = {PyBytes_AS_STRING(body)};
     member synthetic[3];
-    synthetic[0] = (member){(cursor) "apiVersion", 10, api_version.buf, api_version.len, 0, 0};
-    synthetic[1] = (member){(cursor) "kind", 4, kind.buf, kind.len, 0, 0};
+    synthetic[0] = (member){(cursor) "apiVersion", 10, api_version->buf, api_version->len, 0, 0};
+    synthetic[1] = (member){(cursor) "kind", 4, kind->buf, kind->len, 0, 0};
     synthetic[2] = (member){(cursor) "metadata", 8, NULL, 0, 0, 0};
     /* Merge the sorted kept top-level members with the three synthetic ones (sorted). */
     put_char(&w, '{');
@@ -670,7 +671,110 @@ done:
     list_free(&annotations);
     list_free(&label_members);
     list_free(&ref_members);
+    return result;
+}
+
+static PyObject *not_handled(void) {
+    Py_INCREF(Py_None);
+    return Py_None;
+}
+
+static PyObject *shape(PyObject *self, PyObject *args) {
+    Py_buffer raw, api_version, kind;
+    int drop_last_applied;
+    if (!PyArg_ParseTuple(args, "y*y*y*p", &raw, &api_version, &kind, &drop_last_applied))
+        return NULL;
+    cursor start = raw.buf, end = start + raw.len, after = NULL;
+    PyObject *result = shape_object(skip_ws(start, end), end, &api_version, &kind,
+                                    drop_last_applied, &after);
+    if (result != NULL && result != Py_None && skip_ws(after, end) != end) {
+        Py_DECREF(result);
+        result = not_handled();
+    }
     PyBuffer_Release(&raw);
+    PyBuffer_Release(&api_version);
+    PyBuffer_Release(&kind);
+    return result;
+}
+
+static PyObject *event_added = NULL, *event_modified = NULL, *event_deleted = NULL;
+
+/* A watch event {"type": ADDED|MODIFIED|DELETED, "object": {...}} (in any order, and
+ * nothing else): (type, *shape of the object), or None. */
+static PyObject *shape_event_of(cursor p, cursor end, const Py_buffer *api_version,
+                                const Py_buffer *kind, int drop_last_applied) {
+    PyObject *shaped = NULL, *type = NULL, *result;
+    int plain, value_type;
+    p = skip_ws(p, end);
+    if (p >= end || *p != '{') goto not_handled;
+    p = skip_ws(p + 1, end);
+    for (;;) {
+        if (p >= end || *p != '"') goto not_handled;
+        cursor key = p + 1;
+        p = scan_string(p, end, &plain);
+        if (p == NULL || !plain) goto not_handled;
+        Py_ssize_t klen = (p - 1) - key;
+        p = skip_ws(p, end);
+        if (p >= end || *p != ':') goto not_handled;
+        p = skip_ws(p + 1, end);
+        if (klen == 4 && memcmp(key, "type", 4) == 0) {
+            cursor value = p;
+            if (type != NULL) goto not_handled;
+            p = scan_value(p, end, 1, &value_type, &plain);
+            if (p == NULL || value_type != V_STRING || !plain) goto not_handled;
+            Py_ssize_t n = (p - value) - 2;
+            if (n == 5 && memcmp(value + 1, "ADDED", 5) == 0) type = event_added;
+            else if (n == 8 && memcmp(value + 1, "MODIFIED", 8) == 0) type = event_modified;
+            else if (n == 7 && memcmp(value + 1, "DELETED", 7) == 0) type = event_deleted;
+            else goto not_handled; /* BOOKMARK, ERROR, ...: Python */
+        } else if (klen == 6 && memcmp(key, "object", 6) == 0) {
+            if (shaped != NULL) goto not_handled;
+            shaped = shape_object(p, end, api_version, kind, drop_last_applied, &p);
+            if (shaped == NULL) return NULL;
+            if (shaped == Py_None) goto not_handled;
+        } else {
+            goto not_handled;
+        }
+        p = skip_ws(p, end);
+        if (p >= end) goto not_handled;
+        if (*p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        if (*p != '}') goto not_handled;
+        p++;
+        break;
+    }
+    if (skip_ws(p, end) != end || shaped == NULL || type == NULL) goto not_handled;
+    result = PyTuple_New(9);
+    if (result == NULL) {
+        Py_DECREF(shaped);
+        return NULL;
+    }
+    Py_INCREF(type);
+    PyTuple_SET_ITEM(result, 0, type);
+    for (Py_ssize_t i = 0; i < 8; i++) {
+        PyObject *item = PyTuple_GET_ITEM(shaped, i);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(result, i + 1, item);
+    }
+    Py_DECREF(shaped);
+    return result;
+
+not_handled:
+    Py_XDECREF(shaped);
+    return not_handled();
+}
+
+static PyObject *shape_event(PyObject *self, PyObject *args) {
+    Py_buffer line, api_version, kind;
+    int drop_last_applied;
+    if (!PyArg_ParseTuple(args, "y*y*y*p", &line, &api_version, &kind, &drop_last_applied))
+        return NULL;
+    cursor start = line.buf;
+    PyObject *result =
+        shape_event_of(start, start + line.len, &api_version, &kind, drop_last_applied);
+    PyBuffer_Release(&line);
     PyBuffer_Release(&api_version);
     PyBuffer_Release(&kind);
     return result;
@@ -680,6 +784,9 @@ static PyMethodDef methods[] = {
     {"shape", shape, METH_VARARGS,
      "shape(raw, api_version_json, kind_json, drop_last_applied) -> "
      "(body, namespace, name, resource_version, uid, labels, owners, app) | None"},
+    {"shape_event", shape_event, METH_VARARGS,
+     "shape_event(line, api_version_json, kind_json, drop_last_applied) -> "
+     "(type, body, namespace, name, resource_version, uid, labels, owners, app) | None"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -693,5 +800,12 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     init_special();
     if (empty_text == NULL && (empty_text = PyUnicode_FromString("")) == NULL) return NULL;
     if (empty_tuple == NULL && (empty_tuple = PyTuple_New(0)) == NULL) return NULL;
+    if (event_added == NULL && (event_added = PyUnicode_InternFromString("ADDED")) == NULL)
+        return NULL;
+    if (event_modified == NULL &&
+        (event_modified = PyUnicode_InternFromString("MODIFIED")) == NULL)
+        return NULL;
+    if (event_deleted == NULL && (event_deleted = PyUnicode_InternFromString("DELETED")) == NULL)
+        return NULL;
     return PyModule_Create(&module);
 }

@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from deltas.errors import KubedeltaError
+from producers._speedups import shape_event
 from producers.apiclient import KubeApi, WatchIdleError, error_of_event
 from producers.config import WatchConfig
 from producers.emitter import KindEmitter
@@ -236,11 +237,21 @@ class Reflector:
             "timeoutSeconds": str(max(1, round(timeout))),
         }
         sink, emitter = self._sink, self._emitter
+        fast = emitter.fast_args  #: producers/_speedups.c shapes this kind's events
         usual = True  #: the objects have the usual top level (so far)
         async for line in self._api.watch_lines(
             self.ref.collection_path(), params, config.idle_timeout_s, config.request_timeout_s
         ):
             observed = time.monotonic()
+            if fast is not None:
+                shaped = shape_event(line, *fast)
+                if shaped is not None:  # ADDED, MODIFIED or DELETED of a usual object
+                    if not sink.has_room():
+                        await sink.wait_for_room()
+                    rv = emitter.event_shaped(shaped, observed)
+                    if rv:
+                        self.resume_rv = rv
+                    continue
             if usual:
                 try:
                     usual_event = _USUAL_WATCH_EVENT.decode(line)

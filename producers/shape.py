@@ -106,8 +106,11 @@ class Shaped(NamedTuple):
     app: str
 
 
-#: What ``producers._speedups.shape`` returns: the same as ``open`` + ``finish``.
+#: What ``producers._speedups.shape`` returns: the same as ``open`` + ``finish``:
+#: (body, namespace, name, resource_version, uid, labels, owners, app).
 FastShaped = tuple[bytes, str, str, str, str, dict[str, str], tuple[str, ...], str]
+#: What ``producers._speedups.shape_event`` returns: the event type, then FastShaped.
+FastEvent = tuple[str, bytes, str, str, str, str, dict[str, str], tuple[str, ...], str]
 
 
 class KindShaper(KindRules):

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from deltas import decode
 from producers._speedups import shape as shape_fast
+from producers._speedups import shape_event
 from producers.config import StripConfig
 from producers.emitter import KindEmitter
 from producers.kinds import KindRef, NamespaceFilter
@@ -282,3 +283,96 @@ def test_the_emitter_sends_the_same_records_with_and_without_the_c_shaper() -> N
     with_c = _emit(pods, ref, fast=True)
     assert len(with_c) > len(pods)  # markers and every Pod
     assert with_c == _emit(pods, ref, fast=False)
+
+
+def c_event(shaper: KindShaper, line: bytes | memoryview) -> Any:
+    args = shaper.fast_args()
+    assert args is not None
+    return shape_event(line, *args)
+
+
+def test_a_watch_event_is_its_type_and_its_object_shaped() -> None:
+    for obj in simulator_objects(1, 400):
+        shaper = shaper_of(obj)
+        if shaper.fast_args() is None:
+            continue
+        for event_type in ("ADDED", "MODIFIED", "DELETED"):
+            line = orjson.dumps({"type": event_type, "object": obj})
+            assert c_event(shaper, line) == (event_type, *c_outcome(shaper, orjson.dumps(obj)))  # type: ignore[misc]
+            spaced = (
+                b' { "object" : '
+                + orjson.dumps(obj)
+                + b' , "type":"'
+                + event_type.encode()
+                + b'" }\n'
+            )
+            assert c_event(shaper, spaced) == c_event(shaper, line)
+            assert c_event(shaper, memoryview(b"xx" + line)[2:]) == c_event(shaper, line)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"type":"BOOKMARK","object":{"metadata":{"name":"a","resourceVersion":"5"}}}',
+        b'{"type":"ERROR","object":{"metadata":{"name":"a"},"code":410}}',
+        b'{"type":"ADDED"}',
+        b'{"object":{"metadata":{"name":"a"}}}',
+        b'{"type":"ADDED","type":"DELETED","object":{"metadata":{"name":"a"}}}',
+        b'{"type":"ADDED","object":{"metadata":{"name":"a"}},"object":{"metadata":{"name":"b"}}}',
+        b'{"type":"ADDED","object":{"metadata":{"name":"a"}},"extra":1}',
+        b'{"type":"\\u0041DDED","object":{"metadata":{"name":"a"}}}',
+        b'{"type":7,"object":{"metadata":{"name":"a"}}}',
+        b'{"type":"ADDED","object":{"metadata":{"name":"a"}}} x',
+        b'{"type":"ADDED","object":{"metadata":{"name":"a"}}',
+        b'{"type":"ADDED","object":{"metadata":{"name":""}}}',
+        b'{"type":"ADDED","object":null}',
+        b"{}",
+        b"",
+    ],
+)
+def test_what_the_c_event_shaper_leaves_to_python(line: bytes) -> None:
+    assert c_event(KindShaper("", "v1", "Pod", StripConfig()), line) is None
+
+
+def _emit_events(events: list[tuple[str, dict[str, Any]]], fast: bool) -> list[tuple[Any, ...]]:
+    ref = KindRef("", "v1", "Pod", "pods", True)
+    sink = ListSink()
+    ledger = Ledger(3)
+    emitter = KindEmitter(
+        ref,
+        ledger.kind(ref.group_kind),
+        RecordFactory("c1", 3, "s1"),
+        sink,
+        StripConfig(),
+        NamespaceFilter(),
+        ProducerMetrics(CollectorRegistry()).for_kind("c1", ref.label),
+    )
+    for event_type, obj in events:
+        line = orjson.dumps({"type": event_type, "object": obj})
+        args = emitter.fast_args
+        shaped = shape_event(line, *args) if fast and args is not None else None
+        if shaped is not None:
+            emitter.event_shaped(shaped, 0.0)
+        else:
+            emitter.event(event_type, orjson.dumps(obj), 0.0)
+    return [
+        (r.partition, r.key, r.op, None if r.value is None else decode(r.value).body,
+         None if r.value is None else decode(r.value).uid)
+        for r in sink.records
+    ]  # fmt: skip
+
+
+def test_the_emitter_sends_the_same_records_for_events_shaped_in_c() -> None:
+    pods = [o for o in simulator_objects(1, 600) if o["kind"] == "Pod"]
+    events: list[tuple[str, dict[str, Any]]] = [("ADDED", p) for p in pods]
+    events += [("MODIFIED", p) for p in pods[:50]]  # unchanged: nothing sent
+    for p in pods[:100:2]:
+        changed = json.loads(json.dumps(p))
+        changed["status"]["phase"] = "Failed"
+        changed["metadata"]["resourceVersion"] = "99"
+        events.append(("MODIFIED", changed))
+    events += [("DELETED", p) for p in pods[::7]]
+    events += [("DELETED", p) for p in pods[::7]]  # unknown by then: nothing sent
+    with_c = _emit_events(events, fast=True)
+    assert len(with_c) == len(pods) + 50 + 2 * len(pods[::7])
+    assert with_c == _emit_events(events, fast=False)
