@@ -48,7 +48,9 @@ _LARGE_CFS = frozenset({CF_VERSIONS})
 WRITE_ONLY_CFS = frozenset({CF_VERSIONS, CF_IDX_LABEL, CF_IDX_OWNER, CF_IDX_APP})
 
 
-def _cf_options(name: str, opts: StoreOptions, cache: Cache, *, writer: bool) -> Options:
+def _cf_options(
+    name: str, opts: StoreOptions, cache: Cache, *, writer: bool, bulk: bool = False
+) -> Options:
     cf = Options(raw_mode=True)
     table = BlockBasedOptions()
     table.set_block_cache(cache)
@@ -76,6 +78,13 @@ def _cf_options(name: str, opts: StoreOptions, cache: Cache, *, writer: bool) ->
         cf.set_write_buffer_size(max(opts.write_buffer_bytes // 4, 4 * 1024 * 1024))
     else:
         cf.set_write_buffer_size(max(opts.write_buffer_bytes // 8, 4 * 1024 * 1024))
+    if bulk:
+        # Compactions wait (StoreOptions.bulk_l0_compaction_trigger); View.end_bulk
+        # reopens the store with the usual triggers above.
+        trigger = opts.bulk_l0_compaction_trigger
+        cf.set_level_zero_file_num_compaction_trigger(trigger)
+        cf.set_level_zero_slowdown_writes_trigger(trigger + 16)
+        cf.set_level_zero_stop_writes_trigger(trigger + 32)
     cf.set_max_write_buffer_number(3)
     cf.set_compression_type(DBCompressionType.lz4())
     if name in _LARGE_CFS:
@@ -99,8 +108,10 @@ def _cf_options(name: str, opts: StoreOptions, cache: Cache, *, writer: bool) ->
     return cf
 
 
-def _db_options(opts: StoreOptions, cache: Cache, *, create: bool, writer: bool) -> Options:
-    db = _cf_options(CF_META, opts, cache, writer=writer)
+def _db_options(
+    opts: StoreOptions, cache: Cache, *, create: bool, writer: bool, bulk: bool = False
+) -> Options:
+    db = _cf_options(CF_META, opts, cache, writer=writer, bulk=bulk)
     db.create_if_missing(create)
     db.create_missing_column_families(create)
     db.set_db_write_buffer_size(opts.total_write_buffer_bytes)
@@ -165,10 +176,11 @@ def _refuse_old_layout(path: Path) -> None:
         )
 
 
-def open_writer(path: Path, opts: StoreOptions) -> Handles:
+def open_writer(path: Path, opts: StoreOptions, *, bulk: bool = False) -> Handles:
+    """The writer; ``bulk``: with the compaction triggers of bulk mode (View.begin_bulk)."""
     path.mkdir(parents=True, exist_ok=True)
     cache = Cache(opts.block_cache_bytes)
-    return _open(path, opts, cache, AccessType.read_write(), create=True, writer=True)
+    return _open(path, opts, cache, AccessType.read_write(), create=True, writer=True, bulk=bulk)
 
 
 def open_secondary(path: Path, secondary_path: Path, opts: StoreOptions) -> Handles:
@@ -181,11 +193,18 @@ def open_secondary(path: Path, secondary_path: Path, opts: StoreOptions) -> Hand
 
 
 def _open(
-    path: Path, opts: StoreOptions, cache: Cache, access: Any, *, create: bool, writer: bool
+    path: Path,
+    opts: StoreOptions,
+    cache: Cache,
+    access: Any,
+    *,
+    create: bool,
+    writer: bool,
+    bulk: bool = False,
 ) -> Handles:
     _refuse_old_layout(path)
-    db_opts = _db_options(opts, cache, create=create, writer=writer)
-    cf_opts = {name: _cf_options(name, opts, cache, writer=writer) for name in ALL_CFS}
+    db_opts = _db_options(opts, cache, create=create, writer=writer, bulk=bulk)
+    cf_opts = {name: _cf_options(name, opts, cache, writer=writer, bulk=bulk) for name in ALL_CFS}
     try:
         db = Rdict(str(path), db_opts, column_families=cf_opts, access_type=access)
     except Exception as exc:  # rocksdict raises plain Exception for RocksDB statuses

@@ -54,6 +54,16 @@ class StoreOptions:
     #: 10,000 changes/s), for more L0 files that GETs skip by their bloom filters. Write
     #: slowdown and stop keep RocksDB's distance above it (+16, +32 files; docs/store.md).
     versions_l0_compaction_trigger: int = 16
+    #: L0 files that start a compaction in every CF while the writer is in bulk mode
+    #: (catching up on a long backlog without the WAL, View.begin_bulk). RocksDB's advice
+    #: for bulk loads, and what Kafka Streams does while restoring a store: keys arrive
+    #: in random order, so each compaction during the catch-up would rewrite (and
+    #: re-compress) the growing bottom level again; deferred, the catch-up runs without
+    #: them and the backlog is compacted once, after it (end_bulk restores the usual
+    #: triggers and RocksDB starts at once). Bounded, so a very long catch-up still
+    #: compacts every this many flushes and GETs never probe more L0 files' bloom
+    #: filters than this. Write slowdown and stop stay +16 and +32 files above it.
+    bulk_l0_compaction_trigger: int = 64
     #: The writer keeps the bodies and the indexes (CFs it never reads while applying) in
     #: RocksDB vector memtables: an insert is an append and the sort happens once, at
     #: flush, in RocksDB's flush thread, instead of a skip-list insert per key in the
@@ -115,6 +125,11 @@ class StoreOptions:
             raise ConfigError(
                 "versions_l0_compaction_trigger must be in [2, 16] (the range measured), "
                 f"got {self.versions_l0_compaction_trigger}"
+            )
+        if not 4 <= self.bulk_l0_compaction_trigger <= 256:
+            raise ConfigError(
+                "bulk_l0_compaction_trigger must be in [4, 256], "
+                f"got {self.bulk_l0_compaction_trigger}"
             )
         if self.max_background_jobs < 1:
             raise ConfigError("max_background_jobs must be >= 1")

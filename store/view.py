@@ -148,6 +148,10 @@ class View(ViewReads):
         with its offsets, and the records after it are read again. Readers (secondaries)
         see only flushed data until :meth:`end_bulk`.
 
+        Compactions wait for ``StoreOptions.bulk_l0_compaction_trigger`` L0 files
+        instead of the usual few: the backlog is compacted once, after end_bulk, rather
+        than the bottom level being rewritten again and again during the catch-up.
+
         The store is first persisted and reopened, so the WAL holds nothing when the
         unlogged writes start: a secondary that later switches to the reopened
         primary's MANIFEST replays the old WAL into its memtable, and stale entries
@@ -156,7 +160,7 @@ class View(ViewReads):
         self._check_open()
         if self._bulk:
             return
-        self._reopen()
+        self._reopen(bulk=True)
         self._write_opts = self._new_write_options(bulk=True)
         self._bulk = True
 
@@ -173,11 +177,12 @@ class View(ViewReads):
         self._write_opts = self._new_write_options(bulk=False)
         self._bulk = False
 
-    def _reopen(self) -> None:
-        """Close (RocksDB flushes every CF atomically) and open the store again."""
+    def _reopen(self, *, bulk: bool = False) -> None:
+        """Close (RocksDB flushes every CF atomically) and open the store again, with
+        bulk mode's compaction triggers or the usual ones (StoreOptions)."""
         path = Path(self._h.db.path())
         self._h.close()
-        self._h = open_writer(path, self._opts)
+        self._h = open_writer(path, self._opts, bulk=bulk)
 
     def _write(self, batch: WriteBatch, update: StateUpdate) -> None:
         if len(batch):
@@ -316,6 +321,15 @@ class View(ViewReads):
         self._check_open()
         for cf in self._h.cfs.values():
             cf.compact_range(None, None)
+
+    def l0_files(self) -> dict[str, int]:
+        """SST files in level 0 per column family: compaction work not done yet (bulk
+        mode lets it accumulate, StoreOptions.bulk_l0_compaction_trigger)."""
+        self._check_open()
+        return {
+            name: int(cf.property_int_value("rocksdb.num-files-at-level0") or 0)
+            for name, cf in self._h.cfs.items()
+        }
 
     def disk_usage(self) -> int:
         """Bytes of the store's files (SSTs, WAL, manifest) on disk."""
