@@ -68,23 +68,23 @@ def _cf_options(
     cf.set_block_based_table_factory(table)
     if name == CF_VERSIONS:
         cf.set_write_buffer_size(opts.write_buffer_bytes)
-        trigger = opts.versions_l0_compaction_trigger
-        cf.set_level_zero_file_num_compaction_trigger(trigger)
-        # RocksDB's default distances above the trigger (4 -> 20 and 36): with the
-        # defaults a trigger of 16 would slow writes after 4 more files.
-        cf.set_level_zero_slowdown_writes_trigger(max(20, trigger + 16))
-        cf.set_level_zero_stop_writes_trigger(max(36, trigger + 32))
+        cf.set_level_zero_file_num_compaction_trigger(opts.versions_l0_compaction_trigger)
     elif name in (CF_OBJMETA, CF_CHANGES):
         cf.set_write_buffer_size(max(opts.write_buffer_bytes // 4, 4 * 1024 * 1024))
     else:
         cf.set_write_buffer_size(max(opts.write_buffer_bytes // 8, 4 * 1024 * 1024))
+    bulk_trigger = opts.bulk_l0_compaction_trigger
     if bulk:
         # Compactions wait (StoreOptions.bulk_l0_compaction_trigger); View.end_bulk
         # reopens the store with the usual triggers above.
-        trigger = opts.bulk_l0_compaction_trigger
-        cf.set_level_zero_file_num_compaction_trigger(trigger)
-        cf.set_level_zero_slowdown_writes_trigger(trigger + 16)
-        cf.set_level_zero_stop_writes_trigger(trigger + 32)
+        cf.set_level_zero_file_num_compaction_trigger(bulk_trigger)
+    # Writes slow down and stop at RocksDB's distances above the *bulk* trigger, in both
+    # modes: the pile of L0 files a catch-up leaves must not stop the writes that follow
+    # it while RocksDB compacts it (seen with RocksDB's stop at 36 files: the first
+    # changes after a 1M catch-up waited ~10 s). Also keeps versions' own trigger (16)
+    # from slowing writes after 4 more files, as RocksDB's defaults (20, 36) would.
+    cf.set_level_zero_slowdown_writes_trigger(bulk_trigger + 16)
+    cf.set_level_zero_stop_writes_trigger(bulk_trigger + 32)
     cf.set_max_write_buffer_number(3)
     cf.set_compression_type(DBCompressionType.lz4())
     if name in _LARGE_CFS:

@@ -51,8 +51,8 @@ class StoreOptions:
     #: Bodies arrive in random key order over every cluster, so each L0 compaction
     #: rewrites the whole bottom level (zstd): waiting for 16 files instead of RocksDB's 4
     #: makes those rewrites a quarter as frequent (8 -> 16: the consumer's CPU -10 % under
-    #: 10,000 changes/s), for more L0 files that GETs skip by their bloom filters. Write
-    #: slowdown and stop keep RocksDB's distance above it (+16, +32 files; docs/store.md).
+    #: 10,000 changes/s), for more L0 files that GETs skip by their bloom filters. Writes
+    #: slow down and stop far above it (see bulk_l0_compaction_trigger; docs/store.md).
     versions_l0_compaction_trigger: int = 16
     #: L0 files that start a compaction in every CF while the writer is in bulk mode
     #: (catching up on a long backlog without the WAL, View.begin_bulk). RocksDB's advice
@@ -62,7 +62,9 @@ class StoreOptions:
     #: them and the backlog is compacted once, after it (end_bulk restores the usual
     #: triggers and RocksDB starts at once). Bounded, so a very long catch-up still
     #: compacts every this many flushes and GETs never probe more L0 files' bloom
-    #: filters than this. Write slowdown and stop stay +16 and +32 files above it.
+    #: filters than this. Writes slow down and stop +16 and +32 files above it, in
+    #: every CF and in both modes, so the pile left after a catch-up never stalls the
+    #: writes that follow while it is compacted.
     bulk_l0_compaction_trigger: int = 64
     #: The writer keeps the bodies and the indexes (CFs it never reads while applying) in
     #: RocksDB vector memtables: an insert is an append and the sort happens once, at

@@ -49,14 +49,15 @@ def test_versions_compacts_at_more_l0_files_and_point_lookup_cfs_have_bloom_filt
 
     assert cf("CFOptions", L.CF_VERSIONS, "level0_file_num_compaction_trigger") == "6"
     assert cf("CFOptions", L.CF_OBJMETA, "level0_file_num_compaction_trigger") == "4"
-    # write slowdown and stop stay 16 and 32 files above the trigger, as RocksDB's defaults
-    assert cf("CFOptions", L.CF_VERSIONS, "level0_slowdown_writes_trigger") == "22"
-    assert cf("CFOptions", L.CF_VERSIONS, "level0_stop_writes_trigger") == "38"
-    View.open(tmp_path / "t", StoreOptions()).close()
+    # writes slow down and stop 16 and 32 files above the bulk trigger, in every CF
+    for name in (L.CF_VERSIONS, L.CF_OBJMETA, L.CF_IDX_LABEL):
+        assert cf("CFOptions", name, "level0_slowdown_writes_trigger") == "80"
+        assert cf("CFOptions", name, "level0_stop_writes_trigger") == "96"
+    View.open(tmp_path / "t", StoreOptions(bulk_l0_compaction_trigger=32)).close()
     defaults = _rocksdb_options(tmp_path / "t")['CFOptions "versions"']
     assert defaults["level0_file_num_compaction_trigger"] == "16"
-    assert defaults["level0_slowdown_writes_trigger"] == "32"
-    assert defaults["level0_stop_writes_trigger"] == "48"
+    assert defaults["level0_slowdown_writes_trigger"] == "48"
+    assert defaults["level0_stop_writes_trigger"] == "64"
     for name in (L.CF_VERSIONS, L.CF_OBJMETA):
         assert "bloomfilter" in cf("TableOptions/BlockBasedTable", name, "filter_policy")
     assert cf("TableOptions/BlockBasedTable", L.CF_IDX_LABEL, "filter_policy") == "nullptr"

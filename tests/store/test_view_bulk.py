@@ -68,3 +68,32 @@ def test_bulk_mode_lets_l0_files_pile_up_and_end_bulk_compacts_them(tmp_path: Pa
 def test_the_bulk_trigger_is_validated() -> None:
     with pytest.raises(ConfigError, match="bulk_l0_compaction_trigger"):
         StoreOptions(bulk_l0_compaction_trigger=2)
+
+
+def test_the_pile_left_by_bulk_mode_does_not_stop_writes(tmp_path: Path) -> None:
+    """More L0 files than RocksDB's default write-stop trigger (36): after end_bulk the
+    store compacts them while writes go on (stop and slowdown sit above the bulk
+    trigger in both modes)."""
+    opts = StoreOptions(
+        history_retention_s=0,
+        write_buffer_bytes=1 << 20,
+        total_write_buffer_bytes=2 << 20,
+        bulk_l0_compaction_trigger=60,
+    )
+    feed = Feed("alpha")
+    with View.open(tmp_path / "s", opts) as view:
+        view.begin_bulk()
+        written = 0
+        # RocksDB flushes by itself (2 MiB of memtables); View.flush would leave bulk mode.
+        for batch in range(400):
+            view.apply([feed.upsert(f"b{batch}-{i}", "1", extra="x" * 1500) for i in range(300)])
+            written += 300
+            if min(view.l0_files()[cf] for cf in (L.CF_VERSIONS, L.CF_OBJMETA)) >= 40:
+                break
+        assert min(view.l0_files()[cf] for cf in (L.CF_VERSIONS, L.CF_OBJMETA)) >= 40
+        view.end_bulk()
+        db = view._h.db  # the writer's RocksDB: the two stall properties are DB-wide
+        assert db.property_int_value("rocksdb.is-write-stopped") == 0
+        assert db.property_int_value("rocksdb.actual-delayed-write-rate") == 0
+        view.apply([feed.upsert("after", "1")])
+        assert view.count() == written + 1
