@@ -162,16 +162,20 @@ class KindEmitter:
             self._send_delete(key, opened.text("uid"), rv, observed)
             self._metrics.objects.set(len(self.ledger))
             return rv
+        sent = None if opened is None else self._upsert(opened, observed)
+        self._count_upsert_event(event_type, sent)
+        return rv
+
+    def _count_upsert_event(self, event_type: str, sent: bool | None) -> None:
+        """An ADDED or MODIFIED event handled: ``sent`` as ``_upsert`` returns it."""
         if event_type == "ADDED":
             self._metrics.added.inc()
         else:
             self._metrics.modified.inc()
-        sent = None if opened is None else self._upsert(opened, observed)
         if sent:
             self._metrics.sent_upsert.inc()
         elif sent is not None:
             self._metrics.unchanged.inc()
-        return rv
 
     @property
     def fast_args(self) -> tuple[bytes, bytes, bool] | None:
@@ -193,15 +197,7 @@ class KindEmitter:
             self._send_delete(key, shaped[5], rv, observed)
             self._metrics.objects.set(len(self.ledger))
             return rv
-        if event_type == "ADDED":
-            self._metrics.added.inc()
-        else:
-            self._metrics.modified.inc()
-        sent = self._upsert_shaped(shaped[1:], observed)
-        if sent:
-            self._metrics.sent_upsert.inc()
-        elif sent is not None:
-            self._metrics.unchanged.inc()
+        self._count_upsert_event(event_type, self._upsert_shaped(shaped[1:], observed))
         return rv
 
     def forget_all(self) -> int:

@@ -247,7 +247,7 @@ class ListSink:
         self.records.append(record)
 
 
-def _emit(objs: list[dict[str, Any]], ref: KindRef, fast: bool) -> list[tuple[Any, ...]]:
+def make_emitter(ref: KindRef) -> tuple[KindEmitter, ListSink]:
     sink = ListSink()
     ledger = Ledger(3)
     emitter = KindEmitter(
@@ -259,6 +259,11 @@ def _emit(objs: list[dict[str, Any]], ref: KindRef, fast: bool) -> list[tuple[An
         NamespaceFilter(),
         ProducerMetrics(CollectorRegistry()).for_kind("c1", ref.label),
     )
+    return emitter, sink
+
+
+def _emit(objs: list[dict[str, Any]], ref: KindRef, fast: bool) -> list[tuple[Any, ...]]:
+    emitter, sink = make_emitter(ref)
     if not fast:
         emitter._fast = None
     emitter.begin_relist()
@@ -335,18 +340,7 @@ def test_what_the_c_event_shaper_leaves_to_python(line: bytes) -> None:
 
 
 def _emit_events(events: list[tuple[str, dict[str, Any]]], fast: bool) -> list[tuple[Any, ...]]:
-    ref = KindRef("", "v1", "Pod", "pods", True)
-    sink = ListSink()
-    ledger = Ledger(3)
-    emitter = KindEmitter(
-        ref,
-        ledger.kind(ref.group_kind),
-        RecordFactory("c1", 3, "s1"),
-        sink,
-        StripConfig(),
-        NamespaceFilter(),
-        ProducerMetrics(CollectorRegistry()).for_kind("c1", ref.label),
-    )
+    emitter, sink = make_emitter(KindRef("", "v1", "Pod", "pods", True))
     for event_type, obj in events:
         line = orjson.dumps({"type": event_type, "object": obj})
         args = emitter.fast_args
