@@ -128,10 +128,15 @@ class StoreOptions:
                 "versions_l0_compaction_trigger must be in [2, 16] (the range measured), "
                 f"got {self.versions_l0_compaction_trigger}"
             )
-        if not 4 <= self.bulk_l0_compaction_trigger <= 256:
+        if (
+            not max(4, self.versions_l0_compaction_trigger)
+            <= self.bulk_l0_compaction_trigger
+            <= 256
+        ):
             raise ConfigError(
-                "bulk_l0_compaction_trigger must be in [4, 256], "
-                f"got {self.bulk_l0_compaction_trigger}"
+                "bulk_l0_compaction_trigger must be in [4, 256] and at least "
+                f"versions_l0_compaction_trigger ({self.versions_l0_compaction_trigger}): "
+                f"writes slow down 16 files above it; got {self.bulk_l0_compaction_trigger}"
             )
         if self.max_background_jobs < 1:
             raise ConfigError("max_background_jobs must be >= 1")

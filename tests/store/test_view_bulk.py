@@ -65,9 +65,11 @@ def test_bulk_mode_lets_l0_files_pile_up_and_end_bulk_compacts_them(tmp_path: Pa
         assert view.view_digest() == digest
 
 
-def test_the_bulk_trigger_is_validated() -> None:
+@pytest.mark.parametrize("bulk, versions", [(2, 2), (300, 16), (12, 16)])
+def test_the_bulk_trigger_is_validated(bulk: int, versions: int) -> None:
     with pytest.raises(ConfigError, match="bulk_l0_compaction_trigger"):
-        StoreOptions(bulk_l0_compaction_trigger=2)
+        StoreOptions(bulk_l0_compaction_trigger=bulk, versions_l0_compaction_trigger=versions)
+    StoreOptions(bulk_l0_compaction_trigger=16, versions_l0_compaction_trigger=16)
 
 
 def test_the_pile_left_by_bulk_mode_does_not_stop_writes(tmp_path: Path) -> None:
