@@ -273,7 +273,15 @@ def render_list(page: ListPage) -> bytes:
         if page.remaining is not None:
             meta["remainingItemCount"] = page.remaining
     head = orjson.dumps({"kind": spec.list_kind, "apiVersion": spec.api_version, "metadata": meta})
-    return head[:-1] + b',"items":[' + b",".join(page.items) + b"]}"
+    prefix = head[:-1] + b',"items":['
+    if not page.items:
+        return prefix + b"]}"
+    # One join copies the page's ~1.7 MB once; `a + b + c` copied it three times
+    # (~10 % of the simulator's CPU during a 1M initial sync).
+    parts = list(page.items)
+    parts[0] = prefix + parts[0]
+    parts[-1] = parts[-1] + b"]}"
+    return b",".join(parts)
 
 
 def _is_collection(rest: list[str]) -> bool:
