@@ -150,21 +150,25 @@ class KindEmitter:
         opened = self._shaper.open_split(fields, meta)
         rv = resource_version_of_meta(meta) if opened is None else opened.resource_version
         if event_type == "DELETED":
-            self._metrics.deleted.inc()
-            key = (
-                None
-                if opened is None
-                else identity_bytes(self.ref.group, self.ref.kind, opened.namespace, opened.name)
-            )
-            if opened is None or key is None or key not in self.ledger:
+            if opened is None:
+                self._metrics.deleted.inc()
                 self._metrics.unknown_delete.inc()
-                return rv
-            self._send_delete(key, opened.text("uid"), rv, observed)
-            self._metrics.objects.set(len(self.ledger))
+            else:
+                self._delete_event(opened.namespace, opened.name, opened.text("uid"), rv, observed)
             return rv
         sent = None if opened is None else self._upsert(opened, observed)
         self._count_upsert_event(event_type, sent)
         return rv
+
+    def _delete_event(self, namespace: str, name: str, uid: str, rv: str, observed: float) -> None:
+        """A DELETED event of an object with this identity (Python and C paths)."""
+        self._metrics.deleted.inc()
+        key = identity_bytes(self.ref.group, self.ref.kind, namespace, name)
+        if key not in self.ledger:
+            self._metrics.unknown_delete.inc()
+            return
+        self._send_delete(key, uid, rv, observed)
+        self._metrics.objects.set(len(self.ledger))
 
     def _count_upsert_event(self, event_type: str, sent: bool | None) -> None:
         """An ADDED or MODIFIED event handled: ``sent`` as ``_upsert`` returns it."""
@@ -189,13 +193,7 @@ class KindEmitter:
         event_type = shaped[0]
         rv = shaped[4]
         if event_type == "DELETED":
-            self._metrics.deleted.inc()
-            key = identity_bytes(self.ref.group, self.ref.kind, shaped[2], shaped[3])
-            if key not in self.ledger:
-                self._metrics.unknown_delete.inc()
-                return rv
-            self._send_delete(key, shaped[5], rv, observed)
-            self._metrics.objects.set(len(self.ledger))
+            self._delete_event(shaped[2], shaped[3], shaped[5], rv, observed)
             return rv
         self._count_upsert_event(event_type, self._upsert_shaped(shaped[1:], observed))
         return rv
