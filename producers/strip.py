@@ -11,10 +11,12 @@ fingerprint and is not sent.
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any, Final
 
 import orjson
 
+from producers._speedups import fingerprint as _keyed_fingerprint
 from producers.config import StripConfig
 
 LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
@@ -139,8 +141,17 @@ def body_of(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj, option=_SORT)
 
 
+#: The fingerprint's SipHash key, random per process: fingerprints are compared only
+#: within the process that made them (a restarted producer hashes the bodies it reads
+#: back, producers/restore.py), and an unknown key means no one who can edit objects
+#: can aim for an edit whose fingerprint collides with the object's last one.
+_FINGERPRINT_KEY: Final = os.urandom(16)
+_RV_MEMBER: Final = b',"resourceVersion":'
+
+
 def fingerprint_of_body(body: bytes, resource_version: str) -> bytes:
-    """8-byte BLAKE2b of ``body`` with its own ``"resourceVersion":"<rv>"`` member cut out.
+    """8-byte keyed SipHash-1-3 of ``body`` with its own ``"resourceVersion":"<rv>"``
+    member cut out (producers/_speedups.c; ~1 us per 3 KiB body, BLAKE2b took ~3).
 
     Works on bytes, so the producer serializes each object once and a restarted
     producer can fingerprint bodies it reads back without parsing them. Bodies
@@ -149,16 +160,8 @@ def fingerprint_of_body(body: bytes, resource_version: str) -> bytes:
     exactly this member with exactly this value is cut: another field would have
     to hold the object's own, current resourceVersion to be affected.
     """
-    if resource_version:
-        member = b',"resourceVersion":' + orjson.dumps(resource_version)
-        cut = body.find(member)
-        if cut >= 0:
-            # Hash the two sides of the member, not a copy of the body without it.
-            view = memoryview(body)
-            h = hashlib.blake2b(view[:cut], digest_size=FINGERPRINT_SIZE)
-            h.update(view[cut + len(member) :])
-            return h.digest()
-    return hashlib.blake2b(body, digest_size=FINGERPRINT_SIZE).digest()
+    member = _RV_MEMBER + orjson.dumps(resource_version) if resource_version else b""
+    return _keyed_fingerprint(body, member, _FINGERPRINT_KEY)
 
 
 def fingerprint(obj: dict[str, Any]) -> bytes:

@@ -10,7 +10,10 @@ records with it as without it. Pure, no broker.
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from typing import Any
 
 import msgspec
@@ -22,8 +25,8 @@ from object_strategies import CONFIGS, objects
 from prometheus_client import CollectorRegistry
 
 from deltas import decode
+from producers._speedups import fingerprint, shape_event
 from producers._speedups import shape as shape_fast
-from producers._speedups import shape_event
 from producers.config import StripConfig
 from producers.emitter import KindEmitter
 from producers.kinds import KindRef, NamespaceFilter
@@ -370,3 +373,62 @@ def test_the_emitter_sends_the_same_records_for_events_shaped_in_c() -> None:
     with_c = _emit_events(events, fast=True)
     assert len(with_c) == len(pods) + 50 + 2 * len(pods[::7])
     assert with_c == _emit_events(events, fast=False)
+
+
+# -- fingerprint: keyed SipHash-1-3 ----------------------------------------------------------
+
+
+def _cpython_hash_key(seed: int) -> bytes:
+    """The SipHash key CPython derives from PYTHONHASHSEED=seed (Python/bootstrap_hash.c
+    lcg_urandom: the first 16 bytes of its hash secret are k0 and k1)."""
+    x, out = seed, bytearray()
+    for _ in range(16):
+        x = (x * 214013 + 2531011) & 0xFFFFFFFF
+        out.append((x >> 16) & 0xFF)
+    return bytes(out)
+
+
+def test_fingerprint_is_cpythons_siphash13_under_the_same_key() -> None:
+    # An independent implementation: CPython hashes bytes with SipHash-1-3 keyed by its
+    # hash secret, which a fixed PYTHONHASHSEED makes known.
+    rng = random.Random(5)
+    messages = [rng.randbytes(n) for n in [*range(1, 70), 255, 1000, 4099]]
+    code = "import sys\nfor line in sys.stdin: print(hash(bytes.fromhex(line.strip())))"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input="".join(m.hex() + "\n" for m in messages),
+        env={**os.environ, "PYTHONHASHSEED": "4242"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    expected = [int(line) for line in done.stdout.split()]
+    key = _cpython_hash_key(4242)
+    for message, want in zip(messages, expected, strict=True):
+        ours = int.from_bytes(fingerprint(message, b"", key), "little", signed=True)
+        assert (-2 if ours == -1 else ours) == want, len(message)
+
+
+def test_fingerprint_hashes_the_body_as_if_the_member_were_not_there() -> None:
+    rng = random.Random(6)
+    key = rng.randbytes(16)
+    member = b',"resourceVersion":"123"'
+    for size in range(0, 40):  # every alignment of the cut within a word
+        for at in range(size + 1):
+            rest = rng.randbytes(size)
+            body = rest[:at] + member + rest[at:]
+            assert fingerprint(body, member, key) == fingerprint(rest, b"", key)
+    body = b'{"a":1,"resourceVersion":"123","b":"x,\\"resourceVersion\\":\\"123\\""}'
+    first = body.index(member)
+    assert fingerprint(body, member, key) == fingerprint(
+        body[:first] + body[first + len(member) :], b"", key
+    )  # only the first occurrence is cut
+    assert fingerprint(b"no member here", member, key) == fingerprint(b"no member here", b"", key)
+
+
+def test_fingerprint_depends_on_the_key_and_checks_its_size() -> None:
+    body = b'{"metadata":{"name":"a"}}'
+    assert fingerprint(body, b"", bytes(16)) != fingerprint(body, b"", bytes(15) + b"\x01")
+    assert len(fingerprint(body, b"", bytes(16))) == 8
+    with pytest.raises(ValueError, match="16 bytes"):
+        fingerprint(body, b"", bytes(8))
