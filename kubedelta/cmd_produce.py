@@ -57,6 +57,7 @@ class ProduceSettings(KafkaSettings):
     replication: int = 1
     min_compaction_lag_ms: int = 3_600_000
     compression: str = "zstd"
+    zstd_level: int = 1  #: SinkConfig.zstd_level
     linger_ms: float = 5.0
     batch_bytes: int = 1024 * 1024
     buffer_records: int = 100_000
@@ -135,6 +136,7 @@ class ProduceSettings(KafkaSettings):
         )
         sink = SinkConfig(
             compression=self.compression,
+            zstd_level=self.zstd_level,
             linger_ms=self.linger_ms,
             max_batch_bytes=self.batch_bytes,
             buffer_max_records=self.buffer_records,
@@ -208,6 +210,7 @@ _PRODUCER_OPTIONS: list[tuple[str, str, Any]] = [
     ("--replication", "Replication factor when creating the topic.", int),
     ("--min-compaction-lag-ms", "History kept uncompacted (ms).", int),
     ("--compression", "zstd or lz4.", str),
+    ("--zstd-level", "zstd level of the record batches (default 1).", int),
     ("--linger-ms", "Batch linger (ms).", float),
     ("--include-kinds", "Comma list: only these kinds (name[.group]).", str),
     ("--exclude-kinds", "Comma list of kinds to skip (default: events, leases).", str),
@@ -251,8 +254,8 @@ def produce(**options: Any) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     tune_gc()
-    reuse_zstd_contexts()
     try:
+        reuse_zstd_contexts(settings.zstd_level)
         asyncio.run(serve(settings))
     except KubedeltaError as exc:  # not retriable (e.g. no way to reach the API server)
         raise click.ClickException(str(exc)) from exc

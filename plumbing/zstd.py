@@ -4,8 +4,8 @@ aiokafka compresses and decompresses zstd batches with ``cramjam.zstd``, which b
 new zstd context (and its tables and window) on every call. Live batches are small (a
 few records per partition per linger), so that set-up dominates: for a batch of 4 ~2 KB
 Pods, compressing costs 6.5 us per Pod that way and 3.8 us with a reused context,
-decompressing 3.3 vs 1.3 us (docs/benchmarks.md, session 7). Same format, same level
-(aiokafka's 3), byte-identical output.
+decompressing 3.3 vs 1.3 us (docs/benchmarks.md, session 7). Same format; at the same
+level (aiokafka's 3, the default here) byte-identical output.
 
 :func:`reuse_zstd_contexts` points aiokafka's record-batch module (the C extension and
 its pure-Python twin) at :func:`zstd_encode`/:func:`zstd_decode` below: module globals
@@ -15,6 +15,7 @@ consumer process; tests/plumbing/test_zstd.py checks that aiokafka really calls 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from types import ModuleType
@@ -22,8 +23,12 @@ from typing import Any
 
 import zstandard
 
+from deltas.errors import ConfigError
+
 #: aiokafka's (and the Kafka broker's) default zstd level (KIP-390).
 DEFAULT_LEVEL = 3
+#: The levels zstd accepts (negative: faster, larger).
+MIN_LEVEL, MAX_LEVEL = -7, 22
 #: Largest content size, bytes, a frame may declare to be decompressed here in one
 #: allocation. A record batch is at most a fetch (tens of MiB) before decompression;
 #: a frame declaring more (a corrupt or hostile header) goes to aiokafka's decoder,
@@ -80,17 +85,21 @@ def _record_modules() -> list[ModuleType]:
     return modules
 
 
-def reuse_zstd_contexts() -> None:
-    """Make aiokafka's record batches use :func:`zstd_encode` and :func:`zstd_decode`.
-    Idempotent; affects the whole process (call it from the composition root)."""
+def reuse_zstd_contexts(level: int = DEFAULT_LEVEL) -> None:
+    """Make aiokafka's record batches use :func:`zstd_encode` (at ``level``) and
+    :func:`zstd_decode`. Idempotent; affects the whole process (call it from the
+    composition root)."""
     global _fallback_decode
+    if not MIN_LEVEL <= level <= MAX_LEVEL:
+        raise ConfigError(f"zstd level must be in [{MIN_LEVEL}, {MAX_LEVEL}], got {level}")
+    encode = zstd_encode if level == DEFAULT_LEVEL else functools.partial(zstd_encode, level=level)
     for module in _record_modules():
         current = getattr(module, "zstd_decode", None)
         if current is None or not hasattr(module, "zstd_encode"):
             continue  # an aiokafka that no longer has these globals keeps its own codec
         if current is not zstd_decode:
             _fallback_decode = current
-        module.zstd_encode = zstd_encode  # type: ignore[attr-defined]
+        module.zstd_encode = encode  # type: ignore[attr-defined]
         module.zstd_decode = zstd_decode  # type: ignore[attr-defined]
 
 

@@ -13,6 +13,7 @@ from aiokafka.codec import zstd_decode as aiokafka_zstd_decode
 from aiokafka.record import default_records as py_records
 from aiokafka.record._crecords import default_records as c_records
 
+from deltas.errors import ConfigError
 from plumbing import zstd
 
 PAYLOAD = b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-%d"}}' * 40
@@ -119,3 +120,31 @@ def test_installing_twice_keeps_aiokafkas_decoder_as_the_fallback(reused: None) 
 def test_garbage_is_an_error_not_a_crash(reused: None) -> None:
     with pytest.raises(Exception):  # noqa: B017 - zstandard's or cramjam's error, as aiokafka raises
         zstd.zstd_decode(b"\x28\xb5\x2f\xfd" + b"\x00" * 16)
+
+
+def test_batches_are_compressed_at_the_installed_level(reused: None) -> None:
+    # Repetitive enough that levels 1 and 3 write different frames.
+    values = [b"%d" % i + PAYLOAD + bytes(range(i, 200)) * 3 for i in range(20)]
+    zstd.reuse_zstd_contexts(1)
+    level_1 = build_batch(c_records.DefaultRecordBatchBuilder, values)
+    zstd.reuse_zstd_contexts()
+    level_3 = build_batch(c_records.DefaultRecordBatchBuilder, values)
+    assert level_1 != level_3
+    for data in (level_1, level_3):
+        assert read_batch(c_records.DefaultRecordBatch, data) == values
+    # Each is what aiokafka's own codec writes at that level (same records, same header).
+    saved = c_records.zstd_encode
+    for level, data in ((1, level_1), (3, level_3)):
+        c_records.zstd_encode = lambda payload, lv=level: bytes(
+            cramjam.zstd.compress(payload, level=lv)
+        )
+        try:
+            assert build_batch(c_records.DefaultRecordBatchBuilder, values) == data
+        finally:
+            c_records.zstd_encode = saved
+
+
+def test_a_level_zstd_does_not_have_is_a_config_error(reused: None) -> None:
+    with pytest.raises(ConfigError, match="zstd level"):
+        zstd.reuse_zstd_contexts(23)
+    assert c_records.zstd_encode is zstd.zstd_encode  # nothing installed

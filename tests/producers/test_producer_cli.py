@@ -126,3 +126,26 @@ async def test_cli_without_a_way_to_the_api_server_says_so_before_touching_kafka
     assert proc.returncode == 1
     assert "no in-cluster ServiceAccount" in err.decode()
     assert "Traceback" not in err.decode()
+
+
+async def test_cli_with_a_zstd_level_zstd_does_not_have_says_so() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from kubedelta.cli import main; main()",
+        "produce",
+        "--cluster",
+        "c1",
+        "--api-url",
+        "http://127.0.0.1:1",
+        "--bootstrap",
+        "127.0.0.1:1",
+        "--zstd-level",
+        "40",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert "zstd level must be in [-7, 22], got 40" in err.decode()
+    assert "Traceback" not in err.decode()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
+from deltas.errors import ConfigError
 from plumbing.backoff import Backoff
 from producers.config import SinkConfig
 from producers.metrics import ProducerMetrics
@@ -91,3 +93,9 @@ async def test_full_buffer_pauses_producers_until_kafka_acknowledges() -> None:
     assert await sink.drain(5)
     assert sink.pending == 0 and sink.acked_through() == 5
     await sink.stop()
+
+
+def test_sink_config_rejects_a_zstd_level_zstd_does_not_have() -> None:
+    assert SinkConfig().zstd_level == 1
+    with pytest.raises(ConfigError, match="zstd_level"):
+        SinkConfig(zstd_level=23)
