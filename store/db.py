@@ -15,6 +15,7 @@ from rocksdict import (
     Cache,
     ColumnFamily,
     DBCompressionType,
+    Env,
     MemtableFactory,
     Options,
     Rdict,
@@ -129,6 +130,14 @@ def _db_options(
         # Only skip lists take concurrent inserts (RocksDB refuses to open otherwise); the
         # view has one writing thread, so nothing is lost.
         db.set_allow_concurrent_memtable_write(False)
+    if writer and opts.low_priority_compactions:
+        # Compactions (RocksDB's LOW pool) run at nice 19: on a busy box the live path
+        # (fetch, apply, flush: the HIGH pool keeps its priority) gets the cores first
+        # and compactions take what is left. If they fall far behind, L0 grows to the
+        # slowdown trigger and RocksDB throttles the writes, which frees the cores.
+        env = Env()  # RocksDB's default Env: one per process, shared by every store in it
+        env.lower_thread_pool_cpu_priority()
+        db.set_env(env)
     return db
 
 

@@ -79,6 +79,11 @@ class StoreOptions:
     max_total_wal_bytes: int = 256 * MIB
     #: Background flush + compaction threads. The box has 2 cores shared with the consumer.
     max_background_jobs: int = 2
+    #: The writer's compaction threads run at the lowest CPU priority (nice 19, RocksDB's
+    #: ``LowerThreadPoolCPUPriority``; flushes keep theirs): a compaction is never
+    #: urgent, the next change to reach the query API is. Set for the process (RocksDB's
+    #: default Env), so every writable store in it gets it.
+    low_priority_compactions: bool = True
     #: fsync the WAL on every commit. Off: a process crash (kill -9) loses nothing because
     #: the WAL is in the OS page cache; a power loss loses a suffix of commits, whose offsets
     #: are lost with them, so Kafka replays exactly those records (see docs/store.md).

@@ -4,6 +4,8 @@ knobs reach RocksDB (read back from the OPTIONS file RocksDB writes at open)."""
 from __future__ import annotations
 
 import configparser
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,36 @@ def test_bodies_compress_at_the_configured_zstd_level_with_a_dictionary(tmp_path
 
     assert "level=1;" in bottommost("s") and "max_dict_bytes=16384;" in bottommost("s")
     assert "level=3;" in bottommost("t") and "max_dict_bytes=0;" in bottommost("t")
+
+
+#: Opens a writer (the option as given), compacts, prints the nice value of RocksDB's
+#: compaction (rocksdb:low) and flush (rocksdb:high) threads. A child process: the
+#: priority is set on RocksDB's process-wide default Env.
+_THREAD_PRIORITIES = """
+import sys
+from pathlib import Path
+from store import StoreOptions, View
+view = View.open(Path(sys.argv[1]), StoreOptions(low_priority_compactions=sys.argv[2] == "1"))
+view.flush()
+view.compact()
+for task in Path("/proc/self/task").iterdir():
+    name = (task / "comm").read_text().strip()
+    if name.startswith("rocksdb:"):
+        print(name, (task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+view.close()
+"""
+
+
+@pytest.mark.parametrize("low, compaction_nice", [(True, "19"), (False, "0")])
+def test_compactions_run_at_the_lowest_cpu_priority_and_flushes_do_not(
+    tmp_path: Path, low: bool, compaction_nice: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _THREAD_PRIORITIES, str(tmp_path / "s"), "1" if low else "0"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    nice = dict(line.split() for line in done.stdout.splitlines())
+    assert nice == {"rocksdb:low": compaction_nice, "rocksdb:high": "0"}
