@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
 import orjson
@@ -94,6 +94,29 @@ class Header:
     def identity(self) -> bytes:
         k = self.key
         return identity_bytes(k.group, k.kind, k.namespace, k.name)
+
+    @property
+    def labels_source(self) -> Mapping[str, str] | bytes:
+        """The labels as the header carries them: the msgpack map's bytes when the C
+        decoder left them undecoded (``store._speedups`` writes index entries from
+        those), else the decoded mapping."""
+        raw: bytes | None = self.__dict__.get("_labels_raw")
+        return raw if raw is not None else self.labels
+
+    if not TYPE_CHECKING:  # runtime only: mypy keeps checking attribute names
+
+        def __getattr__(self, name: str) -> Any:
+            # Called only for attributes the instance lacks. The C decoder leaves
+            # ``labels`` out and keeps the checked msgpack map in ``_labels_raw``:
+            # decoded here on first use, once.
+            if name == "labels":
+                fields = self.__dict__
+                raw = fields.get("_labels_raw")
+                if raw is not None:
+                    labels = msgpack.unpackb(raw, raw=False)
+                    fields["labels"] = labels
+                    return labels
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 def encode(delta: Delta, *, max_body: int = DEFAULT_MAX_BODY) -> bytes:

@@ -163,7 +163,26 @@ static int do_put(PyObject *put, PyObject *key, PyObject *value, PyObject *handl
     return 0;
 }
 
-/* put(esc(a) \0 [esc(b) \0] objkey, b"", handle) */
+/* put(esc(a) \0 [esc(b) \0] objkey, b"", handle), a and b as UTF-8 (b NULL: none) */
+static int put_index_utf8(PyObject *put, PyObject *handle, const char *sa, Py_ssize_t na,
+                          int a_escaped, const char *sb, Py_ssize_t nb, PyObject *objkey) {
+    Py_ssize_t nk = PyBytes_GET_SIZE(objkey);
+    Py_ssize_t la = a_escaped ? esc_len(sa, na) : na;
+    Py_ssize_t lb = sb != NULL ? esc_len(sb, nb) + 1 : 0;
+    PyObject *key = PyBytes_FromStringAndSize(NULL, la + 1 + lb + nk);
+    if (key == NULL) return -1;
+    char *p = PyBytes_AS_STRING(key);
+    if (a_escaped) p = esc_copy(p, sa, na);
+    else { memcpy(p, sa, (size_t)na); p += na; }
+    *p++ = 0;
+    if (sb != NULL) { p = esc_copy(p, sb, nb); *p++ = 0; }
+    memcpy(p, PyBytes_AS_STRING(objkey), (size_t)nk);
+    int rc = do_put(put, key, empty_bytes, handle);
+    Py_DECREF(key);
+    return rc;
+}
+
+/* put_index_utf8 of str a and b (b NULL: none) */
 static int put_index(PyObject *put, PyObject *handle, PyObject *a, int a_escaped, PyObject *b,
                      PyObject *objkey) {
     Py_ssize_t na, nb = 0;
@@ -171,20 +190,57 @@ static int put_index(PyObject *put, PyObject *handle, PyObject *a, int a_escaped
     if (sa == NULL) return -1;
     const char *sb = NULL;
     if (b != NULL && (sb = PyUnicode_AsUTF8AndSize(b, &nb)) == NULL) return -1;
-    Py_ssize_t nk = PyBytes_GET_SIZE(objkey);
-    Py_ssize_t la = a_escaped ? esc_len(sa, na) : na;
-    Py_ssize_t lb = b != NULL ? esc_len(sb, nb) + 1 : 0;
-    PyObject *key = PyBytes_FromStringAndSize(NULL, la + 1 + lb + nk);
-    if (key == NULL) return -1;
-    char *p = PyBytes_AS_STRING(key);
-    if (a_escaped) p = esc_copy(p, sa, na);
-    else { memcpy(p, sa, (size_t)na); p += na; }
-    *p++ = 0;
-    if (b != NULL) { p = esc_copy(p, sb, nb); *p++ = 0; }
-    memcpy(p, PyBytes_AS_STRING(objkey), (size_t)nk);
-    int rc = do_put(put, key, empty_bytes, handle);
-    Py_DECREF(key);
-    return rc;
+    return put_index_utf8(put, handle, sa, na, a_escaped, sb, nb, objkey);
+}
+
+/* A msgpack str (fixstr, str 8/16/32) at b[*pos:n]: its bytes. 0 on success. */
+static int mp_str(const uint8_t *b, Py_ssize_t n, Py_ssize_t *pos, const char **s,
+                  Py_ssize_t *len) {
+    if (*pos >= n) return -1;
+    uint8_t t = b[*pos];
+    Py_ssize_t h, k;
+    if ((t & 0xe0) == 0xa0) { k = t & 0x1f; h = 1; }
+    else if (t == 0xd9 && n - *pos >= 2) { k = b[*pos + 1]; h = 2; }
+    else if (t == 0xda && n - *pos >= 3) {
+        k = (Py_ssize_t)((b[*pos + 1] << 8) | b[*pos + 2]);
+        h = 3;
+    }
+    else if (t == 0xdb && n - *pos >= 5) {
+        k = (Py_ssize_t)(((uint32_t)b[*pos + 1] << 24) | ((uint32_t)b[*pos + 2] << 16) |
+                         ((uint32_t)b[*pos + 3] << 8) | b[*pos + 4]);
+        h = 5;
+    } else return -1;
+    if (n - *pos - h < k) return -1;
+    *s = (const char *)b + *pos + h;
+    *len = k;
+    *pos += h + k;
+    return 0;
+}
+
+/* The label index entries of a msgpack map of str to str (the wire header's labels as
+ * deltas._speedups left them: checked, distinct keys). 0 on success, -1 with an
+ * exception set. */
+static int put_labels_raw(PyObject *put, PyObject *handle, PyObject *raw, PyObject *objkey) {
+    const uint8_t *b = (const uint8_t *)PyBytes_AS_STRING(raw);
+    Py_ssize_t n = PyBytes_GET_SIZE(raw), pos = 1, pairs;
+    if (n < 1) goto bad;
+    if ((b[0] & 0xf0) == 0x80) pairs = b[0] & 0x0f;
+    else if (b[0] == 0xde && n >= 3) { pairs = (b[1] << 8) | b[2]; pos = 3; }
+    else if (b[0] == 0xdf && n >= 5) {
+        pairs = (Py_ssize_t)(((uint32_t)b[1] << 24) | ((uint32_t)b[2] << 16) |
+                             ((uint32_t)b[3] << 8) | b[4]);
+        pos = 5;
+    } else goto bad;
+    for (Py_ssize_t i = 0; i < pairs; i++) {
+        const char *k, *v;
+        Py_ssize_t kn, vn;
+        if (mp_str(b, n, &pos, &k, &kn) < 0 || mp_str(b, n, &pos, &v, &vn) < 0) goto bad;
+        if (put_index_utf8(put, handle, k, kn, 1, v, vn, objkey) < 0) return -1;
+    }
+    if (pos == n) return 0;
+bad:
+    PyErr_SetString(PyExc_ValueError, "labels: not a msgpack map of str to str");
+    return -1;
 }
 
 #define META_SIZE 35 /* >BBBIQQQI */
@@ -316,7 +372,8 @@ static PyObject *write_new_object(PyObject *self, PyObject *const *args, Py_ssiz
     PyObject *put = args[0], *handles = args[1], *cluster = args[5], *labels = args[12],
              *owners = args[13], *app = args[14], *rv = args[15];
     if (!PyTuple_CheckExact(handles) || PyTuple_GET_SIZE(handles) != 5 ||
-        !PyDict_CheckExact(labels) || !PyTuple_CheckExact(owners) ||
+        !(PyDict_CheckExact(labels) || PyBytes_CheckExact(labels)) ||
+        !PyTuple_CheckExact(owners) ||
         !PyUnicode_CheckExact(app) || !PyUnicode_CheckExact(rv)) {
         PyErr_SetString(PyExc_TypeError, "write_new_object: unexpected argument types");
         return NULL;
@@ -341,7 +398,9 @@ static PyObject *write_new_object(PyObject *self, PyObject *const *args, Py_ssiz
     if (do_put(put, objkey, meta, h_objmeta) < 0) goto done;
     PyObject *lk, *lv;
     Py_ssize_t pos = 0;
-    while (PyDict_Next(labels, &pos, &lk, &lv)) {
+    if (PyBytes_CheckExact(labels) && put_labels_raw(put, h_label, labels, objkey) < 0)
+        goto done;
+    while (PyDict_CheckExact(labels) && PyDict_Next(labels, &pos, &lk, &lv)) {
         if (!PyUnicode_CheckExact(lk) || !PyUnicode_CheckExact(lv)) {
             PyErr_SetString(PyExc_TypeError, "labels must map str to str");
             goto done;

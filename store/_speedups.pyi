@@ -17,7 +17,7 @@ def write_new_object(
     gen: int,
     flags: int,
     body: bytes | None,
-    labels: dict[str, str],
+    labels: dict[str, str] | bytes,  #: a dict, or a msgpack map of str to str
     owners: tuple[str, ...],
     app: str,
     resource_version: str,

@@ -385,7 +385,7 @@ class Planner:
                 gen,
                 L.FLAG_CONVERTED if h.body_encoding is _MSGPACK else 0,
                 body,
-                h.labels,
+                h.labels_source,  # the header's bytes: no str objects for the labels
                 h.owners,
                 h.app,
                 h.resource_version,

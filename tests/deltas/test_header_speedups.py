@@ -77,8 +77,11 @@ def assert_agrees(data: bytes, max_body: int = DEFAULT_MAX_BODY) -> Any:
         return None
     if fast is not None:
         assert type(fast) is type(reference)
-        assert fast == reference
-        assert vars(fast) == vars(reference)  # every field, also those eq might skip
+        assert fast == reference  # decodes fast.labels if the C decoder left them as bytes
+        fields = dict(vars(fast))
+        raw = fields.pop("_labels_raw", None)
+        assert fields == vars(reference)  # every field, also those eq might skip
+        assert raw is None or msgpack.unpackb(raw) == reference.labels
         assert type(fast.key) is ResourceKey and fast.key == reference.key
         assert type(fast.owners) is tuple and type(fast.labels) is dict
         assert fast.op is reference.op and fast.op in (Op.UPSERT, Op.DELETE)
@@ -252,11 +255,57 @@ def test_memoryviews_take_the_python_path() -> None:
 
 
 def test_repeated_label_keys_keep_the_last_value_like_msgpack() -> None:
-    # msgpack maps may repeat a key; both decoders must keep the same (last) value.
+    # msgpack maps may repeat a key: the C decoder leaves such a header to the Python
+    # one, which keeps the last value, as msgpack does.
     fields = fields_of(POD_BYTES)
     packed = msgpack.packb(fields, use_bin_type=True)
     dup = packed.replace(b"\x83\xa3app\xa3web", b"\x84\xa3app\xa3old\xa3app\xa3web", 1)
     assert dup != packed
     data = PREFIX.pack(MAGIC, FORMAT_VERSION, len(dup)) + dup + POD.body
-    fast = assert_agrees(data)
-    assert fast is not None and fast.labels["app"] == "web"
+    assert assert_agrees(data) is None
+    header = decode_header(data)
+    assert header.labels["app"] == "web" and len(header.labels) == 3
+
+
+def test_the_c_decoder_leaves_labels_as_bytes_until_they_are_used() -> None:
+    header = _speedups.decode_object_header(POD_BYTES, DEFAULT_MAX_BODY)
+    assert header is not None
+    assert "labels" not in vars(header)
+    assert header.labels_source == msgpack.packb(dict(POD.labels))
+    labels = header.labels
+    assert labels == POD.labels and "labels" in vars(header)
+    assert header.labels is labels  # decoded once
+    assert header == decode_header_py(POD_BYTES)
+    reference = decode_header_py(POD_BYTES)
+    assert reference.labels_source == POD.labels  # the Python decoder's dict
+    with pytest.raises(AttributeError, match="no attribute 'lables'"):
+        getattr(header, "lables")  # noqa: B009 - other names stay errors
+
+
+def _with_labels_map(raw_map: bytes) -> bytes:
+    """POD_BYTES with its labels field replaced by ``raw_map`` (msgpack bytes)."""
+    fields = fields_of(POD_BYTES)
+    fields[HEADER_FIELDS.index("labels")] = "@labels@"
+    header = msgpack.packb(fields).replace(msgpack.packb("@labels@"), raw_map, 1)
+    return PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header + POD.body
+
+
+@pytest.mark.parametrize(
+    "raw_map, accepted",
+    [
+        (b"\x82\xa1a\xa11\xa1a\xa12", False),  # a repeated key: the reference's last-wins
+        (b"\x81\xa1a\xa2\xc3\x28", False),  # a value that is not UTF-8
+        (b"\x81\xa2\xed\xa0\xa11", False),  # a key that is a surrogate
+        (b"\x81\xa1a\x01", False),  # a value that is not a str
+        (b"\x80", True),
+        (msgpack.packb({f"k{i}": "v" for i in range(64)}), True),
+        (msgpack.packb({f"k{i}": "v" for i in range(65)}), True),  # decoded at once
+    ],
+)
+def test_labels_the_c_decoder_declines_or_accepts(raw_map: bytes, accepted: bool) -> None:
+    data = _with_labels_map(raw_map)
+    fast = _speedups.decode_object_header(data, DEFAULT_MAX_BODY)
+    assert (fast is not None) == accepted
+    assert_agrees(data)
+    if fast is not None:
+        assert fast.labels == msgpack.unpackb(raw_map)

@@ -309,3 +309,25 @@ def test_the_replacement_writer_declines_what_python_must_decide() -> None:
     assert index_unchanged is False  # headers without index fields: Python decides
     # the version and objmeta, then the old version deleted (no history kept)
     assert [w[0] for w in writes] == ["put", "put", "delete"]
+
+
+def test_labels_given_as_the_headers_msgpack_map_write_what_the_dict_writes() -> None:
+    labels = {"app": "web", "a\x00b": "c\x01", "é": "🚀", "long": "v" * 300, "": ""}
+    raw = msgpack.packb(labels)
+    big = {f"k{i}": "x" * i for i in range(40)}  # a map16 header and str8 strings
+
+    def puts_of(given: Any) -> list[Any]:
+        puts: list[Any] = []
+        _speedups.write_new_object(
+            lambda *args: puts.append(args), (1, 2, 3, 4, 5),  # type: ignore[arg-type]
+            b"KD\x01\x00\x00\x00\x00{}", 7, b"c\x00\x00Pod\x00\x00p", "c",
+            0, 0, 0, 0, 0, None, given, ("o",), "web", "1",
+        )  # fmt: skip
+        return puts
+
+    assert puts_of(raw) == puts_of(labels)
+    assert len([p for p in puts_of(raw) if p[2] == 3]) == len(labels)
+    assert puts_of(msgpack.packb(big)) == puts_of(big)
+    for bad in (b"", b"\x81\xa1a", b"\x81\xa1a\x01", msgpack.packb(labels) + b"\x00"):
+        with pytest.raises(ValueError, match="msgpack map"):
+            puts_of(bad)
