@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -152,6 +153,7 @@ def serve(
     log_level: str,
 ) -> None:
     """Serve the query API (docs/query.md) over the view in DATA_DIR."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         tokens = load_tokens(tokens_file)
@@ -180,6 +182,14 @@ def serve(
     finally:
         if own_secondary:
             shutil.rmtree(secondary, ignore_errors=True)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    """SIGTERM outside uvicorn's graceful shutdown: while waiting for the store, and
+    right after the shutdown, when uvicorn puts back the handler it found and raises the
+    signal again. With the default handler the process would die there, before the
+    store is closed and the secondary directory removed (a temp dir left per restart)."""
+    raise SystemExit(128 + signum)
 
 
 async def _serve(service: QueryService, port: int, log_level: str) -> None:
