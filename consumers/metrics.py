@@ -77,6 +77,13 @@ class ConsumerMetrics:
             "1 once the view holds every record that was in the topics when the consumer started",
             registry=self.registry,
         )
+        self.l0_files = Gauge(
+            "kubedelta_store_l0_files",
+            "SST files in level 0 of the view's column family: compactions not done yet "
+            "(writes slow down 16 files above StoreOptions.bulk_l0_compaction_trigger)",
+            ["cf"],
+            registry=self.registry,
+        )
         self.bulk = Gauge(
             "kubedelta_consumer_bulk_writes",
             "1 while commits skip the write-ahead log to catch up (readers see flushed data only)",

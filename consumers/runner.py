@@ -199,7 +199,7 @@ class Consumer:
         self.metrics.forgotten_partitions.inc(len(partitions))
 
     async def _refresh_status(self) -> None:
-        """Readiness and lag, at most every ``lag_refresh_s``."""
+        """Readiness, lag and the store's L0 files, at most every ``lag_refresh_s``."""
         now = time.monotonic()
         if now < self._next_status_at or not self.source.assigned_event.is_set():
             return
@@ -220,3 +220,5 @@ class Consumer:
         self.metrics.caught_up.set(1 if ready else 0)
         for cluster, lag in lags.items():
             self.metrics.lag.labels(cluster).set(lag)
+        for cf, files in self.view.l0_files().items():
+            self.metrics.l0_files.labels(cf).set(files)

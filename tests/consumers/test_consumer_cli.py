@@ -26,6 +26,7 @@ from consumer_support import (
 from deltas import topic_for
 from kubedelta.cli import main
 from store import View
+from store import layout as L
 
 CLI = [sys.executable, "-c", "from kubedelta.cli import main; main()"]
 
@@ -124,6 +125,8 @@ async def test_consume_serves_metrics_gets_ready_and_stops_cleanly_on_sigterm(
         assert 'kubedelta_consumer_deltas_applied_total{cluster="alpha"} 3000.0' in metrics
         assert "kubedelta_consumer_write_seconds_bucket" in metrics
         assert "kubedelta_consumer_lag_records" in metrics
+        for cf in L.ALL_CFS:  # compaction debt, per column family
+            assert re.search(rf'kubedelta_store_l0_files{{cf="{cf}"}} \d+\.0', metrics), cf
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
     finally:
