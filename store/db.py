@@ -119,6 +119,14 @@ def _db_options(
     db.set_max_total_wal_size(opts.max_total_wal_bytes)
     db.set_max_background_jobs(opts.max_background_jobs)
     db.set_max_open_files(-1)  # secondaries need it; table readers are cheap at our file counts
+    if not writer:
+        # A secondary's catch-up opens the table files new since the last one with this
+        # many threads, and RocksDB starts them afresh for every column family on every
+        # call: with the default 16, ~135 thread starts per catch-up, 6.4 ms of CPU on an
+        # idle store, 10 times a second per query service. One: 0.03 ms (serial opens of
+        # the few new files a flush or compaction leaves are cheap). The writer keeps the
+        # default: it opens every file once, at startup.
+        db.set_max_file_opening_threads(1)
     db.set_keep_log_file_num(3)
     db.set_max_log_file_size(8 * 1024 * 1024)
     db.set_bytes_per_sync(1024 * 1024)  # smooth background writeback, no fsync bursts
