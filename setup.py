@@ -10,11 +10,19 @@ would be much slower with no sign why.
 from setuptools import Extension, setup
 
 FLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror"]
+UTF8 = ["deltas/_utf8.h"]  # the strict UTF-8 check both decoders include
 
 setup(
     ext_modules=[
-        Extension("deltas._speedups", ["deltas/_speedups.c"], extra_compile_args=FLAGS),
+        Extension(
+            "deltas._speedups", ["deltas/_speedups.c"], depends=UTF8, extra_compile_args=FLAGS
+        ),
         Extension("store._speedups", ["store/_speedups.c"], extra_compile_args=FLAGS),
-        Extension("producers._speedups", ["producers/_speedups.c"], extra_compile_args=FLAGS),
+        Extension(
+            "producers._speedups",
+            ["producers/_speedups.c"],
+            depends=UTF8,
+            extra_compile_args=FLAGS,
+        ),
     ]
 )

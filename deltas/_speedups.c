@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_utf8.h"
+
 #define N_FIELDS 18
 #define PREFIX_SIZE 7
 #define OP_UPSERT 1
@@ -114,29 +116,6 @@ static int read_len(reader *r, int map, Py_ssize_t *out) {
     /* every element takes at least one byte: a larger count is a lie, refuse it before
      * allocating anything for it */
     if (*out > (r->end - r->p)) return -1;
-    return 0;
-}
-
-/* One UTF-8 sequence starting at p (a byte >= 0x80), as CPython's strict decoder
- * accepts it; its length, or 0 if invalid. */
-static inline int utf8_seq(const unsigned char *p, const unsigned char *end) {
-    unsigned char c = p[0];
-    Py_ssize_t left = end - p;
-    if (c >= 0xc2 && c <= 0xdf) return (left >= 2 && (p[1] & 0xc0) == 0x80) ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        if (left < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80) return 0;
-        if (c == 0xe0 && p[1] < 0xa0) return 0;  /* overlong */
-        if (c == 0xed && p[1] >= 0xa0) return 0; /* surrogates */
-        return 3;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        if (left < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
-            (p[3] & 0xc0) != 0x80)
-            return 0;
-        if (c == 0xf0 && p[1] < 0x90) return 0; /* overlong */
-        if (c == 0xf4 && p[1] >= 0x90) return 0; /* > U+10FFFF */
-        return 4;
-    }
     return 0;
 }
 

@@ -40,6 +40,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../deltas/_utf8.h"
+
 #define MAX_DEPTH 64
 
 /* Must equal producers.strip's constants (tests check the behaviour). */
@@ -102,31 +104,6 @@ static inline int hexval(unsigned char c) {
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
-}
-
-/* One UTF-8 sequence starting at p (a byte >= 0x80), as CPython's strict decoder
- * accepts it; its length, or 0 if invalid. */
-static inline int utf8_seq(cursor p, cursor end) {
-    unsigned char c = p[0];
-    Py_ssize_t left = end - p;
-    if (c >= 0xc2 && c <= 0xdf) {
-        return (left >= 2 && (p[1] & 0xc0) == 0x80) ? 2 : 0;
-    }
-    if (c >= 0xe0 && c <= 0xef) {
-        if (left < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80) return 0;
-        if (c == 0xe0 && p[1] < 0xa0) return 0;  /* overlong */
-        if (c == 0xed && p[1] >= 0xa0) return 0; /* surrogates */
-        return 3;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        if (left < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
-            (p[3] & 0xc0) != 0x80)
-            return 0;
-        if (c == 0xf0 && p[1] < 0x90) return 0; /* overlong */
-        if (c == 0xf4 && p[1] >= 0x90) return 0; /* > U+10FFFF */
-        return 4;
-    }
-    return 0;
 }
 
 /* Bytes a string scan must look at: '"', '\\', control characters, non-ASCII. */

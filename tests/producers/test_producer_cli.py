@@ -101,16 +101,28 @@ async def test_cli_multiplexed_ready_metrics_and_sigterm_flush(kafka_bootstrap: 
         assert b'"flushed":"before-exit"' in bodies[key]
 
 
+async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int | None, str]:
+    """``kubedelta <args>`` in a child process: its exit code and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from kubedelta.cli import main; main()",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, err.decode()
+
+
 async def test_cli_without_a_way_to_the_api_server_says_so_before_touching_kafka() -> None:
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("KUBERNETES_SERVICE_", "KUBEDELTA_"))
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from kubedelta.cli import main; main()",
+    code, err = await run_cli(
         "produce",
         "--cluster",
         "nowhere",
@@ -119,20 +131,14 @@ async def test_cli_without_a_way_to_the_api_server_says_so_before_touching_kafka
         "--health-port",
         "0",
         env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 1
-    assert "no in-cluster ServiceAccount" in err.decode()
-    assert "Traceback" not in err.decode()
+    assert code == 1
+    assert "no in-cluster ServiceAccount" in err
+    assert "Traceback" not in err
 
 
 async def test_cli_with_a_zstd_level_zstd_does_not_have_says_so() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from kubedelta.cli import main; main()",
+    code, err = await run_cli(
         "produce",
         "--cluster",
         "c1",
@@ -142,10 +148,7 @@ async def test_cli_with_a_zstd_level_zstd_does_not_have_says_so() -> None:
         "127.0.0.1:1",
         "--zstd-level",
         "40",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 1
-    assert "zstd level must be in [-7, 22], got 40" in err.decode()
-    assert "Traceback" not in err.decode()
+    assert code == 1
+    assert "zstd level must be in [-7, 22], got 40" in err
+    assert "Traceback" not in err
