@@ -109,9 +109,14 @@ def test_bodies_compress_at_the_configured_zstd_level_with_a_dictionary(tmp_path
 _THREAD_PRIORITIES = """
 import sys
 from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from view_feed import Feed
 from store import StoreOptions, View
 view = View.open(Path(sys.argv[1]), StoreOptions(low_priority_compactions=sys.argv[2] == "1"))
-view.flush()
+feed = Feed("alpha")
+for batch in range(2):  # two flushed files, so the compaction below really runs a job
+    view.apply([feed.upsert(f"p{batch}-{i}", "1") for i in range(20)])
+    view.flush()
 view.compact()
 for task in Path("/proc/self/task").iterdir():
     name = (task / "comm").read_text().strip()
@@ -126,7 +131,14 @@ def test_compactions_run_at_the_lowest_cpu_priority_and_flushes_do_not(
     tmp_path: Path, low: bool, compaction_nice: str
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", _THREAD_PRIORITIES, str(tmp_path / "s"), "1" if low else "0"],
+        [
+            sys.executable,
+            "-c",
+            _THREAD_PRIORITIES,
+            str(tmp_path / "s"),
+            "1" if low else "0",
+            str(Path(__file__).parent),
+        ],
         capture_output=True,
         text=True,
         check=True,
