@@ -28,7 +28,7 @@ from deltas.errors import KubedeltaError
 from deltas.keys import DEFAULT_TOPIC_PREFIX
 from query.app import create_asgi
 from query.auth import TokenTable, load_tokens
-from query.config import QueryConfig
+from query.config import DEFAULT_CATCH_UP_INTERVAL_S, QueryConfig
 from query.service import QueryService
 from store import StoreError, StoreOptions
 
@@ -115,7 +115,7 @@ def _open_when_ready(config: QueryConfig, tokens: TokenTable, timeout_s: float) 
 @click.option(
     "--catch-up-interval",
     type=click.FloatRange(min=0.01),
-    default=0.1,
+    default=DEFAULT_CATCH_UP_INTERVAL_S,
     show_default=True,
     help="Seconds between catch-ups with the consumer's writes.",
 )
