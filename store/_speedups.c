@@ -193,6 +193,12 @@ static int put_index(PyObject *put, PyObject *handle, PyObject *a, int a_escaped
     return put_index_utf8(put, handle, sa, na, a_escaped, sb, nb, objkey);
 }
 
+static inline uint64_t get_be(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v = (v << 8) | p[i];
+    return v;
+}
+
 /* A msgpack str (fixstr, str 8/16/32) at b[*pos:n]: its bytes. 0 on success. */
 static int mp_str(const uint8_t *b, Py_ssize_t n, Py_ssize_t *pos, const char **s,
                   Py_ssize_t *len) {
@@ -200,15 +206,11 @@ static int mp_str(const uint8_t *b, Py_ssize_t n, Py_ssize_t *pos, const char **
     uint8_t t = b[*pos];
     Py_ssize_t h, k;
     if ((t & 0xe0) == 0xa0) { k = t & 0x1f; h = 1; }
-    else if (t == 0xd9 && n - *pos >= 2) { k = b[*pos + 1]; h = 2; }
-    else if (t == 0xda && n - *pos >= 3) {
-        k = (Py_ssize_t)((b[*pos + 1] << 8) | b[*pos + 2]);
-        h = 3;
-    }
-    else if (t == 0xdb && n - *pos >= 5) {
-        k = (Py_ssize_t)(((uint32_t)b[*pos + 1] << 24) | ((uint32_t)b[*pos + 2] << 16) |
-                         ((uint32_t)b[*pos + 3] << 8) | b[*pos + 4]);
-        h = 5;
+    else if (t >= 0xd9 && t <= 0xdb) {
+        int w = 1 << (t - 0xd9); /* str 8/16/32: a 1/2/4-byte length */
+        if (n - *pos < 1 + w) return -1;
+        k = (Py_ssize_t)get_be(b + *pos + 1, w);
+        h = 1 + w;
     } else return -1;
     if (n - *pos - h < k) return -1;
     *s = (const char *)b + *pos + h;
@@ -225,12 +227,9 @@ static int put_labels_raw(PyObject *put, PyObject *handle, PyObject *raw, PyObje
     Py_ssize_t n = PyBytes_GET_SIZE(raw), pos = 1, pairs;
     if (n < 1) goto bad;
     if ((b[0] & 0xf0) == 0x80) pairs = b[0] & 0x0f;
-    else if (b[0] == 0xde && n >= 3) { pairs = (b[1] << 8) | b[2]; pos = 3; }
-    else if (b[0] == 0xdf && n >= 5) {
-        pairs = (Py_ssize_t)(((uint32_t)b[1] << 24) | ((uint32_t)b[2] << 16) |
-                             ((uint32_t)b[3] << 8) | b[4]);
-        pos = 5;
-    } else goto bad;
+    else if (b[0] == 0xde && n >= 3) { pairs = (Py_ssize_t)get_be(b + 1, 2); pos = 3; }
+    else if (b[0] == 0xdf && n >= 5) { pairs = (Py_ssize_t)get_be(b + 1, 4); pos = 5; }
+    else goto bad;
     for (Py_ssize_t i = 0; i < pairs; i++) {
         const char *k, *v;
         Py_ssize_t kn, vn;
@@ -427,12 +426,6 @@ done:
 }
 
 /* -- msgpack skipping (the stored and the wire header are msgpack arrays) ------------- */
-
-static inline uint64_t get_be(const uint8_t *p, int n) {
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++) v = (v << 8) | p[i];
-    return v;
-}
 
 /* Advance *pos past one msgpack object of b[0:n]; -1 if it is malformed or cut short. */
 static int mp_skip(const uint8_t *b, Py_ssize_t n, Py_ssize_t *pos, int depth) {

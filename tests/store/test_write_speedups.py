@@ -315,6 +315,7 @@ def test_labels_given_as_the_headers_msgpack_map_write_what_the_dict_writes() ->
     labels = {"app": "web", "a\x00b": "c\x01", "é": "🚀", "long": "v" * 300, "": ""}
     raw = msgpack.packb(labels)
     big = {f"k{i}": "x" * i for i in range(40)}  # a map16 header and str8 strings
+    huge = {"k": "x" * 70_000}  # a str32 value
 
     def puts_of(given: Any) -> list[Any]:
         puts: list[Any] = []
@@ -328,6 +329,7 @@ def test_labels_given_as_the_headers_msgpack_map_write_what_the_dict_writes() ->
     assert puts_of(raw) == puts_of(labels)
     assert len([p for p in puts_of(raw) if p[2] == 3]) == len(labels)
     assert puts_of(msgpack.packb(big)) == puts_of(big)
+    assert puts_of(msgpack.packb(huge)) == puts_of(huge)
     for bad in (b"", b"\x81\xa1a", b"\x81\xa1a\x01", msgpack.packb(labels) + b"\x00"):
         with pytest.raises(ValueError, match="msgpack map"):
             puts_of(bad)
