@@ -260,13 +260,14 @@ async def run_e2e(
             metrics["settle_s"] = settled.seconds
             if not settled.caught_up:
                 say("settle: the consumer did not reach the end offsets in time")
-            seen = watcher.first_seen()
+            sightings = watcher.first_sightings()
             await watcher.stop()
-            latencies_ms = [
-                (seen[(p.cluster, p.name)] - p.sent_at) * 1000.0
+            seen_probes = [
+                (p, sightings[(p.cluster, p.name)])
                 for p in probes
-                if (p.cluster, p.name) in seen
+                if (p.cluster, p.name) in sightings
             ]
+            latencies_ms = [(s.seen_at - p.sent_at) * 1000.0 for p, s in seen_probes]
             metrics["probes_sent"] = len(probes)
             metrics["probes_seen"] = len(latencies_ms)
             metrics["e2e_p50_ms"] = percentile(latencies_ms, 50)
@@ -279,6 +280,14 @@ async def run_e2e(
             answer_ms = [(p.answered_at - p.sent_at) * 1000.0 for p in probes]
             metrics["probe_create_p50_ms"] = percentile(answer_ms, 50)
             metrics["probe_create_p95_ms"] = percentile(answer_ms, 95)
+            # The same latencies cut at the producer's observation time (eventTimeMs, one
+            # clock: every process runs on this machine): simulator + watch + producer
+            # before it, sink + broker + consumer + query catch-up + feed after it.
+            to_producer_ms = [(s.event_at - p.sent_at) * 1000.0 for p, s in seen_probes]
+            after_producer_ms = [(s.seen_at - s.event_at) * 1000.0 for p, s in seen_probes]
+            for pct in (50, 95, 99):
+                metrics[f"e2e_to_producer_p{pct}_ms"] = percentile(to_producer_ms, pct)
+                metrics[f"e2e_after_producer_p{pct}_ms"] = percentile(after_producer_ms, pct)
 
             # -- verify ----------------------------------------------------------------------
             # The producers are done (churn stopped, every record consumed); stopped, their

@@ -77,6 +77,9 @@ class Sighting:
     resource_version: str
     op: str  #: UPSERT or DELETE
     seen_at: float  #: wall time of arrival, seconds
+    #: when the producer observed the change (the record's ``eventTimeMs``), seconds;
+    #: splits a latency into the cluster side and the pipeline after the producer
+    event_at: float = 0.0
 
 
 @dataclass
@@ -146,14 +149,19 @@ class FeedWatcher:
                 str(change.get("resourceVersion") or ""),
                 str(change.get("type") or ""),
                 now,
+                int(change.get("eventTimeMs") or 0) / 1000.0,
             )
         )
 
     def first_seen(self) -> dict[tuple[str, str], float]:
         """(cluster, name) -> when it was first seen (creation of a probe)."""
-        seen: dict[tuple[str, str], float] = {}
+        return {key: s.seen_at for key, s in self.first_sightings().items()}
+
+    def first_sightings(self) -> dict[tuple[str, str], Sighting]:
+        """(cluster, name) -> its first sighting."""
+        seen: dict[tuple[str, str], Sighting] = {}
         for s in self.sightings:
-            seen.setdefault((s.cluster, s.name), s.seen_at)
+            seen.setdefault((s.cluster, s.name), s)
         return seen
 
     async def stop(self) -> None:

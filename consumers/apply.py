@@ -127,6 +127,8 @@ class BatchApplier:
                 finished - write_started + (write_started - started)
             )
             self._metrics.batch_records.observe(len(chunk))
+            oldest_ms = min([r.timestamp_ms for r in chunk])
+            self._metrics.commit_delay_seconds.observe(max(time.time() - oldest_ms / 1000, 0.0))
             self._count(chunk, rejected, result.skipped, result.digest_verdicts)
             outcome.records += len(chunk)
             outcome.applied += result.applied

@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 BATCH_RECORD_BUCKETS = (1, 10, 100, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 50_000)
 #: WriteBatch latencies in seconds: sub-millisecond to a stalled disk.
 WRITE_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+#: Seconds; past a minute the consumer is catching up, where the lag gauge says more.
+COMMIT_DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class ConsumerMetrics:
@@ -42,6 +44,13 @@ class ConsumerMetrics:
             "kubedelta_consumer_write_seconds",
             "Time to plan and commit one WriteBatch (data, indexes and offsets)",
             buckets=WRITE_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.commit_delay_seconds = Histogram(
+            "kubedelta_consumer_commit_delay_seconds",
+            "Per WriteBatch: from its oldest record's Kafka timestamp (the producer's send)"
+            " to the commit, i.e. how stale the freshest view was before it",
+            buckets=COMMIT_DELAY_BUCKETS,
             registry=self.registry,
         )
         self.dead_letter = Counter(

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
 
 from consumers import ConsumerConfig, ConsumerConfigError, ConsumerMode
-from consumers.apply import chunks
+from consumers.apply import BatchApplier, chunks
+from consumers.metrics import ConsumerMetrics
 from consumers.progress import CatchUp, lag_by_cluster, wants_bulk
 from plumbing.kafka import offsets_in_chunks
+from store import StoreOptions, View
 from store.records import SourceRecord
 
 
@@ -129,3 +132,32 @@ async def test_offsets_are_asked_in_chunks() -> None:
     assert asked == [200, 200, 50]
     assert found == {tp: tp.partition * 10 for tp in tps}
     assert await offsets_in_chunks(lookup, []) == {}
+
+
+async def test_commit_delay_is_observed_once_per_commit_from_the_oldest_record(
+    tmp_path: Path,
+) -> None:
+    """The freshness histogram: one observation per WriteBatch, measured from the
+    oldest Kafka timestamp in it (records here are refused, which commits their offsets
+    all the same: no dead-letter sink in this test)."""
+    metrics = ConsumerMetrics()
+    now_ms = int(time.time() * 1000)
+    topic = "kubedelta.cluster.alpha"
+    records = [
+        SourceRecord(topic, 0, i, b"k", b"not a delta", now_ms - 2_000 + i) for i in range(5)
+    ]
+    with View.open(tmp_path / "store", StoreOptions()) as view:
+        applier = BatchApplier(
+            view,
+            metrics,
+            topic_prefix="kubedelta.cluster",
+            dead_letters=None,
+            max_records=3,
+            max_bytes=1 << 20,
+        )
+        outcome = await applier.apply(records)
+    assert outcome.commits == 2
+    count = metrics.registry.get_sample_value("kubedelta_consumer_commit_delay_seconds_count")
+    total = metrics.registry.get_sample_value("kubedelta_consumer_commit_delay_seconds_sum")
+    assert count == 2
+    assert total is not None and 2 * 1.99 <= total < 2 * 60  # ~2 s each, from records 0 and 3
