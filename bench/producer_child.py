@@ -24,10 +24,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from plumbing.gctune import freeze_heap
 from plumbing.health import HealthServer, HealthServerConfig
 from plumbing.kafka import KafkaConnection
 from plumbing.zstd import reuse_zstd_contexts
-from producers.agent import ClusterProducer, freeze_heap, run_producers, tune_gc
+from producers.agent import ClusterProducer, run_producers, tune_gc
 from producers.config import (
     ApiConnectionConfig,
     ProducerConfig,

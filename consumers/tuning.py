@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
 from collections.abc import Callable
+
+from plumbing.gctune import freeze_heap, raise_gc_thresholds
 
 
 def tune_gc() -> None:
@@ -15,9 +16,8 @@ def tune_gc() -> None:
     the cyclic GC runs every few records and promotes whole batches into the older
     generations, which it then rescans. Raising the thresholds makes it run rarely;
     freezing moves the startup heap (modules, clients) out of its reach."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    freeze_heap()
+    raise_gc_thresholds()
 
 
 def malloc_trimmer() -> Callable[[], object] | None:

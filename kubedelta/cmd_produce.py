@@ -19,9 +19,10 @@ from pydantic import SecretStr, ValidationError
 
 from deltas import DEFAULT_TOPIC_PREFIX, KubedeltaError
 from kubedelta.kafka_settings import KafkaSettings, bootstrap_option
+from plumbing.gctune import freeze_heap
 from plumbing.health import HealthServer, HealthServerConfig
 from plumbing.zstd import reuse_zstd_contexts
-from producers.agent import ClusterProducer, freeze_heap, run_producers, tune_gc
+from producers.agent import ClusterProducer, run_producers, tune_gc
 from producers.config import (
     DEFAULT_EXCLUDED_KINDS,
     ApiConnectionConfig,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import random
 import time
@@ -17,6 +16,7 @@ from typing import TypeVar
 from deltas import topic_for
 from deltas.errors import KubedeltaError
 from plumbing.errors import KafkaUnavailableError
+from plumbing.gctune import raise_gc_thresholds
 from plumbing.kafka import TopicSpec
 from producers.apiclient import HttpPool, KubeApi
 from producers.config import ProducerConfig
@@ -400,11 +400,6 @@ def tune_gc() -> None:
     """Process-wide: the producer allocates millions of short-lived dicts (parsed JSON)
     and keeps a large, acyclic ledger. The default gen-0 threshold (700) makes the
     cyclic GC rescan it constantly (measured: orjson.loads of a LIST page 2-5x slower).
-    Call from the composition root only."""
-    gc.set_threshold(50_000, 20, 100)
-
-
-def freeze_heap() -> None:
-    """Move everything alive now (the restored ledger) out of the GC's reach."""
-    gc.collect()
-    gc.freeze()
+    Call from the composition root only; then ``freeze_heap`` once the ledger is
+    restored."""
+    raise_gc_thresholds()
