@@ -60,6 +60,13 @@ class PendingBuffer:
                 return True
         return False
 
+    def oldest_waiting_observed(self, partition: int) -> float | None:
+        """``observed`` (monotonic s) of the first record of ``partition`` not yet handed
+        to Kafka, None if none waits."""
+        queue = self._queues[partition]
+        first = self._in_flight[partition]
+        return queue[first].observed if first < len(queue) else None
+
     def take(self, partition: int, max_bytes: int) -> list[OutRecord]:
         """Mark the next records (at least one, about ``max_bytes``) in flight and return them.
         At most one batch per partition is in flight: call only when none is."""

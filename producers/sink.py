@@ -258,7 +258,13 @@ class KafkaSink:
                 await wake.wait()
                 continue
             if linger_s and not buffer.waiting_bytes_at_least(partition, max_bytes):
-                await asyncio.sleep(linger_s)
+                # Linger counts from when the oldest waiting record's change was seen:
+                # records that waited for the previous batch's acknowledgement have
+                # lingered already, and go with the next produce request.
+                oldest = buffer.oldest_waiting_observed(partition)
+                delay = linger_s if oldest is None else oldest + linger_s - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             records = buffer.take(partition, 1 if self._single[partition] else max_bytes)
             generation = self._transport.generation
             try:

@@ -4,6 +4,7 @@ the transport is the only thing faked, the buffer and loops are the real ones.""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -48,9 +49,8 @@ def rec(seq: int, partition: int) -> OutRecord:
 
 def make(transport: FakeTransport, **config: object) -> KafkaSink:
     settings = SinkConfig(
-        linger_ms=0.0,
+        **{"linger_ms": 0.0, **config},  # type: ignore[arg-type]
         backoff=Backoff(initial_s=0.01, cap_s=0.05),
-        **config,  # type: ignore[arg-type]
     )
     return KafkaSink(
         "c1",
@@ -99,3 +99,38 @@ def test_sink_config_rejects_a_zstd_level_zstd_does_not_have() -> None:
     assert SinkConfig().zstd_level == 1
     with pytest.raises(ConfigError, match="zstd_level"):
         SinkConfig(zstd_level=23)
+
+
+def seen_at(seq: int, observed: float) -> OutRecord:
+    return OutRecord(0, b"k%d" % seq, b"v" * 100, seq, observed, "pods", "upsert")
+
+
+async def test_a_fresh_change_lingers_for_company() -> None:
+    transport = FakeTransport()
+    sink = make(transport, linger_ms=1_000.0)
+    sink.start()
+    sink.submit(seen_at(1, time.monotonic()))
+    await asyncio.sleep(0.3)
+    assert transport.calls == 0  # still lingering
+    sink.submit(seen_at(2, time.monotonic()))
+    assert await sink.drain(5)
+    assert transport.calls == 1 and transport.log[0] == [1, 2]  # one batch
+    await sink.stop()
+
+
+async def test_linger_counts_from_when_the_oldest_waiting_change_was_seen() -> None:
+    """Records that waited for the previous batch's acknowledgement longer than the
+    linger go out as soon as it arrives, without lingering again."""
+    transport = FakeTransport()
+    transport.gate.clear()  # the first batch's acknowledgement takes a while
+    sink = make(transport, linger_ms=1_000.0)
+    sink.start()
+    sink.submit(seen_at(1, time.monotonic() - 5.0))  # seen long ago: no linger at all
+    await asyncio.sleep(0.2)
+    assert transport.calls == 1
+    sink.submit(seen_at(2, time.monotonic()))  # arrives while batch 1 is in flight
+    await asyncio.sleep(1.2)  # now older than the linger
+    transport.gate.set()
+    assert await sink.drain(0.5)  # no second second of lingering after the ack
+    assert transport.log[0] == [1, 2] and transport.calls == 2
+    await sink.stop()
