@@ -185,6 +185,8 @@ class TopicSource:
             batches = fetching.result() if not fetching.cancelled() else {}
         except KafkaError as exc:
             raise kafka_failure(exc, "fetching records failed") from exc
+        if batches:
+            await _let_the_next_fetch_go_out()
         return to_source_records(batches)
 
     @contextlib.asynccontextmanager
@@ -281,3 +283,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._source._on_assigned(set(assigned))
         except Exception as exc:
             self._source._listener_failed(exc)
+
+
+#: Event-loop turns from getmany draining the prefetched records to aiokafka's fetch
+#: request being written: the fetcher task wakes, then starts the request's task.
+_TURNS_TO_SEND_A_FETCH = 3
+
+
+async def _let_the_next_fetch_go_out() -> None:
+    """Yield a few turns so aiokafka sends the next fetch request now. The pass that
+    follows plans and commits without awaiting anything: without this, the request
+    would leave only after the commit, and every pass would wait a fetch round trip
+    (under 10,000 changes/s the broker's answer, ready in milliseconds, then waits in
+    the socket for the pass to end instead)."""
+    for _ in range(_TURNS_TO_SEND_A_FETCH):
+        await asyncio.sleep(0)
