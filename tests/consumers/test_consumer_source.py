@@ -45,8 +45,8 @@ async def test_the_next_fetch_request_leaves_before_the_records_are_processed(
                 at_drain.append(fetches_sent)
             return batches
 
-        consumer._client.send = counting_send  # type: ignore[method-assign]
-        consumer.getmany = noting_getmany  # type: ignore[method-assign]
+        consumer._client.send = counting_send
+        consumer.getmany = noting_getmany
         records = []
         for _ in range(50):
             records = await source.fetch()
