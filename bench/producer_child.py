@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from prometheus_client import CollectorRegistry
 
 from plumbing.gctune import freeze_heap
@@ -193,4 +194,4 @@ def parse(argv: list[str]) -> argparse.Namespace:
 if __name__ == "__main__":
     tune_gc()
     reuse_zstd_contexts()  # as `kubedelta produce` does
-    asyncio.run(main(parse(sys.argv[1:])))
+    uvloop.run(main(parse(sys.argv[1:])))

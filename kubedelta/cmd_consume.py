@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import click
+import uvloop
 from pydantic import ValidationError
 
 from consumers import (
@@ -162,7 +163,7 @@ def consume(**cli: Any) -> None:
     tune_gc()
     reuse_zstd_contexts()
     try:
-        asyncio.run(_consume(config, options))
+        uvloop.run(_consume(config, options))
     except KubedeltaError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -226,7 +227,7 @@ def replay(until: str | None, clusters: tuple[str, ...], force: bool, **cli: Any
     tune_gc()
     reuse_zstd_contexts()
     try:
-        summary = asyncio.run(Replayer(config, settings.store_options(), bar.update).run())
+        summary = uvloop.run(Replayer(config, settings.store_options(), bar.update).run())
     except (ReplayTargetError, ConsumerConfigError) as exc:
         raise click.UsageError(str(exc)) from exc
     except KubedeltaError as exc:

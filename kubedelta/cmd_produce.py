@@ -14,6 +14,7 @@ import signal
 from typing import Any, ClassVar
 
 import click
+import uvloop
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr, ValidationError
 
@@ -257,6 +258,6 @@ def produce(**options: Any) -> None:
     tune_gc()
     try:
         reuse_zstd_contexts(settings.zstd_level)
-        asyncio.run(serve(settings))
+        uvloop.run(serve(settings))
     except KubedeltaError as exc:  # not retriable (e.g. no way to reach the API server)
         raise click.ClickException(str(exc)) from exc

@@ -8,6 +8,7 @@ import signal
 import time
 
 import click
+import uvloop
 
 from plumbing.gctune import freeze_heap, keep_freezing
 from simulator import ChurnMix, Simulator, SimulatorConfig
@@ -88,7 +89,7 @@ def simulate(
         history_size=history,
         required_token=token,
     )
-    asyncio.run(_run(config, port, churn))
+    uvloop.run(_run(config, port, churn))
 
 
 async def _run(config: SimulatorConfig, port: int, churn: float) -> None:
