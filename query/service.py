@@ -1,9 +1,10 @@
 """The running service: the store secondary, kept caught up, plus the change-feed hub.
 
 RocksDB secondaries see the writer's changes only when they catch up (replay the
-writer's new WAL and MANIFEST entries), so a background task does that every
-``catch_up_interval_s`` and pumps the new changes to feed clients; a request
-that finds the view staler than ``max_staleness_s`` catches up first.
+writer's new WAL and MANIFEST entries), so a background task does that as soon as the
+writer appends to either (inotify, ``catch_up_on_write``) and at least every
+``catch_up_interval_s``, and pumps the new changes to feed clients; a request that
+finds the view staler than ``max_staleness_s`` catches up first.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from plumbing.dirwatch import DirectoryWatch, is_rocksdb_commit_file
 from query.auth import TokenTable
 from query.config import QueryConfig
 from query.feed import FeedHub
@@ -48,6 +50,8 @@ class QueryService:
         self._catch_ups = 0
         self._task: asyncio.Task[None] | None = None
         self._inflight: asyncio.Future[None] | None = None
+        self._watch: DirectoryWatch | None = None
+        self._written: asyncio.Event | None = None  #: set when the writer commits
 
     @classmethod
     def open(cls, config: QueryConfig, tokens: TokenTable) -> QueryService:
@@ -87,10 +91,29 @@ class QueryService:
         self._catch_ups += 1
         self.hub.pump()
 
+    @property
+    def watching_writes(self) -> bool:
+        """True while catch-ups follow the writer's commits (not only the interval)."""
+        return self._written is not None
+
+    async def _until_worth_catching_up(self) -> None:
+        """Until the writer has committed (if noticed) or the interval has passed, and
+        at least ``min_catch_up_gap_s`` after the last catch-up."""
+        written = self._written
+        if written is None:
+            await asyncio.sleep(self.config.catch_up_interval_s)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(written.wait(), self.config.catch_up_interval_s)
+        written.clear()  # a commit from now on asks for the next catch-up
+        gap = self._last_catch_up + self.config.min_catch_up_gap_s - time.monotonic()
+        if gap > 0:
+            await asyncio.sleep(gap)
+
     async def _run(self) -> None:
         failures = 0
         while True:
-            await asyncio.sleep(self.config.catch_up_interval_s)
+            await self._until_worth_catching_up()
             try:
                 await self._catch_up_off_loop()
                 failures = 0
@@ -100,10 +123,18 @@ class QueryService:
                     log.exception("catch-up with the store writer failed (%d in a row)", failures)
 
     async def start(self) -> None:
+        if self.config.catch_up_on_write and self._watch is None:
+            self._watch = DirectoryWatch.open(self.config.store_path, is_rocksdb_commit_file)
+            if self._watch is not None:
+                written = self._written = asyncio.Event()
+                self._watch.attach(asyncio.get_running_loop(), written.set)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="kubedelta-query-catch-up")
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch, self._written = None, None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
