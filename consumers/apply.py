@@ -95,12 +95,15 @@ class BatchApplier:
         dead_letters: DeadLetterSink | None,
         max_records: int,
         max_bytes: int,
+        live_max_records: int | None = None,
         observer: CommitObserver | None = None,
     ) -> None:
         self._view = view
         self._metrics = metrics
         self._dead_letters = dead_letters
         self._max_records = max_records
+        #: Records per WriteBatch while the view writes with its WAL (not bulk).
+        self._live_max_records = max_records if live_max_records is None else live_max_records
         self._max_bytes = max_bytes
         self._observer = observer
         self._cluster = _ClusterNames(topic_prefix)
@@ -110,7 +113,8 @@ class BatchApplier:
         """Commit ``records`` (offsets ascending per partition) in bounded WriteBatches."""
         outcome = BatchOutcome()
         cpu = self.cpu
-        for chunk in chunks(records, self._max_records, self._max_bytes):
+        max_records = self._max_records if self._view.bulk else self._live_max_records
+        for chunk in chunks(records, max_records, self._max_bytes):
             started, cpu_started = time.perf_counter(), time.thread_time()
             plan = self._view.plan(chunk)
             planned = time.thread_time()

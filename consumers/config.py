@@ -47,6 +47,10 @@ class ConsumerConfig:
     #: ~348 MB at 2,000: a record in flight costs ~17 KB of peak, its value copied into
     #: the growing WriteBatch among others; docs/benchmarks.md, Consume, session 6).
     batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS
+    #: Most records per WriteBatch once commits go through the WAL (a live consumer, not
+    #: a bulk catch-up): a fetch of up to ``batch_max_records`` is committed in pieces
+    #: this size, so its first changes reach readers before the rest is planned.
+    live_batch_max_records: int = 500
     #: Most value bytes in one WriteBatch; a pass splits a larger fetch into several commits.
     batch_max_bytes: int = 64 * MIB
     #: Most bytes one fetch response may carry (all partitions together).
@@ -111,6 +115,7 @@ class ConsumerConfig:
             raise ConsumerConfigError("shard mode needs a consumer group (--group)")
         for name in (
             "batch_max_records",
+            "live_batch_max_records",
             "batch_max_bytes",
             "fetch_max_bytes",
             "fetch_min_bytes",

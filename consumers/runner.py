@@ -56,6 +56,7 @@ class Consumer:
             dead_letters=self.dead_letters,
             max_records=config.batch_max_records,
             max_bytes=config.batch_max_bytes,
+            live_max_records=config.live_batch_max_records,
             observer=observer,
         )
         self.catch_up = CatchUp()

@@ -161,3 +161,27 @@ async def test_commit_delay_is_observed_once_per_commit_from_the_oldest_record(
     total = metrics.registry.get_sample_value("kubedelta_consumer_commit_delay_seconds_sum")
     assert count == 2
     assert total is not None and 2 * 1.99 <= total < 2 * 60  # ~2 s each, from records 0 and 3
+
+
+async def test_a_live_view_commits_in_smaller_batches_than_a_bulk_catch_up(
+    tmp_path: Path,
+) -> None:
+    """With the WAL on, a fetch is committed in ``live_max_records`` pieces so its
+    first changes reach readers sooner; in bulk, in ``max_records`` pieces."""
+    topic = "kubedelta.cluster.alpha"
+    with View.open(tmp_path / "store", StoreOptions()) as view:
+        applier = BatchApplier(
+            view,
+            ConsumerMetrics(),
+            topic_prefix="kubedelta.cluster",
+            dead_letters=None,
+            max_records=10,
+            max_bytes=1 << 20,
+            live_max_records=3,
+        )
+        live = [SourceRecord(topic, 0, i, b"k", b"not a delta", 0) for i in range(10)]
+        assert (await applier.apply(live)).commits == 4
+        view.begin_bulk()
+        bulk = [SourceRecord(topic, 0, 10 + i, b"k", b"not a delta", 0) for i in range(10)]
+        assert (await applier.apply(bulk)).commits == 1
+        view.end_bulk()
