@@ -31,12 +31,6 @@ from simulator.generator import (
 )
 
 Obj = dict[str, Any]
-
-#: Seconds between churn steps. A step makes all its changes in one callback, which
-#: holds the simulator's event loop: at 10,000 changes/s a 20 ms tick meant ~10 ms
-#: blocks that every request and watch stream waited behind (probe creates answered
-#: in ~30 ms at the median); an API server spreads its writes out.
-DEFAULT_TICK_S = 0.005
 _MAX_IDLE_ATTEMPTS = 20  #: changes in a row that found nothing to change before a step gives up
 
 
@@ -108,7 +102,7 @@ class ChurnDriver:
         self.changes += made
         return made
 
-    async def run(self, tick_s: float = DEFAULT_TICK_S) -> None:
+    async def run(self, tick_s: float = 0.02) -> None:
         """Step every ``tick_s`` seconds until cancelled."""
         loop = asyncio.get_running_loop()
         last = loop.time()

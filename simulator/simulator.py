@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.churn import DEFAULT_TICK_S, ChurnDriver
+from simulator.churn import ChurnDriver
 from simulator.cluster import ClusterState
 from simulator.config import ChurnMix, SimulatorConfig
 from simulator.errors import UnknownClusterError
@@ -89,7 +89,7 @@ class Simulator:
         rate_per_s: float,
         mix: ChurnMix | None = None,
         clusters: Sequence[str] | None = None,
-        tick_s: float = DEFAULT_TICK_S,
+        tick_s: float = 0.02,
     ) -> ChurnDriver:
         """Start changing objects at ``rate_per_s`` changes/s spread over ``clusters``
         (default: all), in a task on the running loop. Replaces no running churn: stop it first."""
