@@ -102,8 +102,11 @@ class BatchApplier:
         self._metrics = metrics
         self._dead_letters = dead_letters
         self._max_records = max_records
-        #: Records per WriteBatch while the view writes with its WAL (not bulk).
+        #: Records per WriteBatch while ``caught_up`` and the view writes with its WAL.
         self._live_max_records = max_records if live_max_records is None else live_max_records
+        #: Set by the consumer: near the end of the log, where the latency of each
+        #: change counts more than the cost per record (smaller pieces, more commits).
+        self.caught_up = True
         self._max_bytes = max_bytes
         self._observer = observer
         self._cluster = _ClusterNames(topic_prefix)
@@ -113,7 +116,8 @@ class BatchApplier:
         """Commit ``records`` (offsets ascending per partition) in bounded WriteBatches."""
         outcome = BatchOutcome()
         cpu = self.cpu
-        max_records = self._max_records if self._view.bulk else self._live_max_records
+        live = self.caught_up and not self._view.bulk
+        max_records = self._live_max_records if live else self._max_records
         for chunk in chunks(records, max_records, self._max_bytes):
             started, cpu_started = time.perf_counter(), time.thread_time()
             plan = self._view.plan(chunk)

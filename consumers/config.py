@@ -51,6 +51,11 @@ class ConsumerConfig:
     #: a bulk catch-up): a fetch of up to ``batch_max_records`` is committed in pieces
     #: this size, so its first changes reach readers before the rest is planned.
     live_batch_max_records: int = 500
+    #: ... while fewer than this many records are behind (summed over the consumer's
+    #: partitions, refreshed every ``lag_refresh_s``). Further behind, a fetch is one
+    #: WriteBatch again: pieces cost per commit (at 1,000 clusters a piece touches the
+    #: metadata of hundreds of clusters), and throughput is what a backlog needs.
+    live_batch_behind_records: int = 10_000
     #: Most value bytes in one WriteBatch; a pass splits a larger fetch into several commits.
     batch_max_bytes: int = 64 * MIB
     #: Most bytes one fetch response may carry (all partitions together).
@@ -116,6 +121,7 @@ class ConsumerConfig:
         for name in (
             "batch_max_records",
             "live_batch_max_records",
+            "live_batch_behind_records",
             "batch_max_bytes",
             "fetch_max_bytes",
             "fetch_min_bytes",

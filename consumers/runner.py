@@ -217,7 +217,9 @@ class Consumer:
             (tp.topic, tp.partition): self.source.highwater(tp) for tp in assigned
         }
         lags = lag_by_cluster(highwaters, stored, self._cluster_of)
-        self._choose_write_mode(ready, self.catch_up.remaining(stored), sum(lags.values()))
+        behind = sum(lags.values())
+        self._choose_write_mode(ready, self.catch_up.remaining(stored), behind)
+        self.applier.caught_up = ready and behind < self.config.live_batch_behind_records
         self.metrics.caught_up.set(1 if ready else 0)
         for cluster, lag in lags.items():
             self.metrics.lag.labels(cluster).set(lag)

@@ -166,8 +166,9 @@ async def test_commit_delay_is_observed_once_per_commit_from_the_oldest_record(
 async def test_a_live_view_commits_in_smaller_batches_than_a_bulk_catch_up(
     tmp_path: Path,
 ) -> None:
-    """With the WAL on, a fetch is committed in ``live_max_records`` pieces so its
-    first changes reach readers sooner; in bulk, in ``max_records`` pieces."""
+    """With the WAL on and the consumer caught up, a fetch is committed in
+    ``live_max_records`` pieces so its first changes reach readers sooner; behind or in
+    bulk, in ``max_records`` pieces."""
     topic = "kubedelta.cluster.alpha"
     with View.open(tmp_path / "store", StoreOptions()) as view:
         applier = BatchApplier(
@@ -179,9 +180,16 @@ async def test_a_live_view_commits_in_smaller_batches_than_a_bulk_catch_up(
             max_bytes=1 << 20,
             live_max_records=3,
         )
-        live = [SourceRecord(topic, 0, i, b"k", b"not a delta", 0) for i in range(10)]
-        assert (await applier.apply(live)).commits == 4
+
+        def records(start: int) -> list[SourceRecord]:
+            return [
+                SourceRecord(topic, 0, i, b"k", b"not a delta", 0) for i in range(start, start + 10)
+            ]
+
+        assert (await applier.apply(records(0))).commits == 4
+        applier.caught_up = False  # far behind: throughput first
+        assert (await applier.apply(records(10))).commits == 1
+        applier.caught_up = True
         view.begin_bulk()
-        bulk = [SourceRecord(topic, 0, 10 + i, b"k", b"not a delta", 0) for i in range(10)]
-        assert (await applier.apply(bulk)).commits == 1
+        assert (await applier.apply(records(20))).commits == 1
         view.end_bulk()
