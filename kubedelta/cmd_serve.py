@@ -118,7 +118,8 @@ def _open_when_ready(config: QueryConfig, tokens: TokenTable, timeout_s: float) 
     type=click.FloatRange(min=0.01),
     default=DEFAULT_CATCH_UP_INTERVAL_S,
     show_default=True,
-    help="Seconds between catch-ups with the consumer's writes.",
+    help="Longest seconds between catch-ups with the consumer's writes (on Linux they"
+    " also follow each commit, noticed with inotify).",
 )
 @click.option(
     "--secondary-dir",
