@@ -40,6 +40,12 @@ from store.options import StoreOptions
 #: keys are often absent (every create); a ``versions`` key is present in one file, and
 #: the filter lets a GET skip the other L0 files, which all span the whole key range.
 _POINT_LOOKUP_CFS = frozenset({CF_OBJMETA, CF_VERSIONS})
+#: CFs the writer reads while it applies: every record's read-before-write (one
+#: MultiGet per batch) probes the bloom filter of each of their L0 files, so bulk mode
+#: keeps their usual compaction trigger. objmeta is ~100 bytes per object, cheap to
+#: compact; left to pile up to 64 files it cost the catch-up ~1.8 us of the consumer's
+#: main thread per record (docs/benchmarks.md, Consume, session 12).
+_READ_WHILE_APPLYING_CFS = frozenset({CF_OBJMETA})
 #: CFs with large values: ZSTD in the bottommost level, larger blocks.
 _LARGE_CFS = frozenset({CF_VERSIONS})
 #: CFs the writer only writes (the bodies and the indexes): with
@@ -75,7 +81,7 @@ def _cf_options(
     else:
         cf.set_write_buffer_size(max(opts.write_buffer_bytes // 8, 4 * 1024 * 1024))
     bulk_trigger = opts.bulk_l0_compaction_trigger
-    if bulk:
+    if bulk and name not in _READ_WHILE_APPLYING_CFS:
         # Compactions wait (StoreOptions.bulk_l0_compaction_trigger); View.end_bulk
         # reopens the store with the usual triggers above.
         cf.set_level_zero_file_num_compaction_trigger(bulk_trigger)

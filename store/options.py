@@ -54,8 +54,10 @@ class StoreOptions:
     #: 10,000 changes/s), for more L0 files that GETs skip by their bloom filters. Writes
     #: slow down and stop far above it (see bulk_l0_compaction_trigger; docs/store.md).
     versions_l0_compaction_trigger: int = 16
-    #: L0 files that start a compaction in every CF while the writer is in bulk mode
-    #: (catching up on a long backlog without the WAL, View.begin_bulk). RocksDB's advice
+    #: L0 files that start a compaction while the writer is in bulk mode (catching up on
+    #: a long backlog without the WAL, View.begin_bulk), in every CF but objmeta, which
+    #: each record's read-before-write probes file by file (it keeps compacting at
+    #: RocksDB's 4: small, cheap to compact). RocksDB's advice
     #: for bulk loads, and what Kafka Streams does while restoring a store: keys arrive
     #: in random order, so each compaction during the catch-up would rewrite (and
     #: re-compress) the growing bottom level again; deferred, the catch-up runs without
