@@ -15,6 +15,10 @@
  * in the old and the new header (the caller re-indexes only then), so the old header
  * is never decoded in the common case.
  *
+ * split_known(layers, keys) is the known-keys filter of store/known.py: which of a
+ * batch's object keys the store may hold (read them) and which it cannot (new objects:
+ * no read), a Bloom filter probe per key.
+ *
  * Why C: for a new object those puts and byte strings were about a third of the
  * consumer's main thread (docs/benchmarks.md, session 5); an update spent its time in
  * the same places plus the old header's decode (session 6). The byte layout is
@@ -621,6 +625,90 @@ static PyObject *item_hash(PyObject *self, PyObject *const *args, Py_ssize_t nar
     return PyLong_FromUnsignedLongLong(b2_final(&st));
 }
 
+/* -- known keys: a blocked Bloom filter of the object keys the store may hold --------- */
+
+/* Each layer is a bytearray of 64-byte blocks. A key picks one block (one cache line) and
+ * sets KNOWN_PROBES bits in it, 9 bits of a mixed hash each: ~1 % false positives at 10
+ * bits per key. The hash is Python's hash of the bytes (SipHash, cached in the object,
+ * which the planner's dict of the batch's keys has computed already): the filter lives
+ * in one process only, so its per-process seed does not matter. */
+#define KNOWN_BLOCK_WORDS 8
+#define KNOWN_PROBES 6
+
+static inline uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* 1 if every bit of the key is set in the layer; with add, the missing bits are set. */
+static int known_probe(uint8_t *layer, Py_ssize_t size, uint64_t h, int add) {
+    uint64_t nblocks = (uint64_t)size / (8 * KNOWN_BLOCK_WORDS);
+    uint64_t block = (uint64_t)(((unsigned __int128)h * nblocks) >> 64);
+    uint64_t *words = (uint64_t *)(void *)layer + block * KNOWN_BLOCK_WORDS;
+    uint64_t g = mix64(h);
+    int present = 1;
+    for (int i = 0; i < KNOWN_PROBES; i++) {
+        unsigned pos = (unsigned)(g & 511);
+        g >>= 9;
+        uint64_t bit = 1ULL << (pos & 63);
+        uint64_t *w = words + (pos >> 6);
+        if (!(*w & bit)) {
+            present = 0;
+            if (!add) return 0;
+            *w |= bit;
+        }
+    }
+    return present;
+}
+
+static PyObject *split_known(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) ||
+        PyList_GET_SIZE(args[0]) == 0) {
+        PyErr_SetString(PyExc_TypeError,
+                        "split_known(layers: non-empty list[bytearray], keys: list[bytes])");
+        return NULL;
+    }
+    PyObject *layers = args[0], *keys = args[1];
+    Py_ssize_t nlayers = PyList_GET_SIZE(layers);
+    for (Py_ssize_t j = 0; j < nlayers; j++) {
+        PyObject *layer = PyList_GET_ITEM(layers, j);
+        if (!PyByteArray_CheckExact(layer) || PyByteArray_GET_SIZE(layer) == 0 ||
+            PyByteArray_GET_SIZE(layer) % (8 * KNOWN_BLOCK_WORDS) != 0) {
+            PyErr_SetString(PyExc_ValueError, "split_known: a layer is not whole 64-byte blocks");
+            return NULL;
+        }
+    }
+    PyObject *maybe = PyList_New(0), *fresh = PyList_New(0), *result = NULL;
+    if (maybe == NULL || fresh == NULL) goto done;
+    PyObject *last = PyList_GET_ITEM(layers, nlayers - 1);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        if (!PyBytes_CheckExact(key)) {
+            PyErr_SetString(PyExc_TypeError, "split_known: keys must be bytes");
+            goto done;
+        }
+        Py_hash_t ph = PyObject_Hash(key);
+        if (ph == -1 && PyErr_Occurred()) goto done;
+        uint64_t h = mix64((uint64_t)ph);
+        int known = 0;
+        for (Py_ssize_t j = 0; j < nlayers && !known; j++) {
+            PyObject *layer = PyList_GET_ITEM(layers, j);
+            known = known_probe((uint8_t *)PyByteArray_AS_STRING(layer),
+                                PyByteArray_GET_SIZE(layer), h, 0);
+        }
+        if (!known)
+            known_probe((uint8_t *)PyByteArray_AS_STRING(last), PyByteArray_GET_SIZE(last), h, 1);
+        if (PyList_Append(known ? maybe : fresh, key) < 0) goto done;
+    }
+    result = PyTuple_Pack(2, maybe, fresh);
+done:
+    Py_XDECREF(maybe);
+    Py_XDECREF(fresh);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"write_new_object", (PyCFunction)(void (*)(void))write_new_object, METH_FASTCALL,
      "write_new_object(put, (h_versions, h_objmeta, h_label, h_owner, h_app), value, "
@@ -633,6 +721,9 @@ static PyMethodDef methods[] = {
      "old_item_hash, old_partition, index_unchanged) | None"},
     {"index_fields_span", (PyCFunction)(void (*)(void))index_fields_span, METH_FASTCALL,
      "index_fields_span(header) -> (start, end) | None: bytes of labels, owners, app"},
+    {"split_known", (PyCFunction)(void (*)(void))split_known, METH_FASTCALL,
+     "split_known(layers, keys) -> (maybe_known, new): keys whose bits are all set in some "
+     "layer, and the others, whose bits are set in the last layer now"},
     {"item_hash", (PyCFunction)(void (*)(void))item_hash, METH_FASTCALL,
      "item_hash(key, resource_version) -> int: deltas.digest.item_hash in C"},
     {NULL, NULL, 0, NULL},

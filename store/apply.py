@@ -7,7 +7,8 @@ Three passes over the batch:
    id != topic's cluster, producer sequence going backwards, Kafka key != the
    record's identity, ...), convert MSGPACK bodies to JSON;
 2. **read** the stored meta of every object the batch touches with one multi-get
-   (never the bodies: every version is written once, forward, see ``_upsert``);
+   (never the bodies: every version is written once, forward, see ``_upsert``),
+   except the keys the known-keys filter says the store cannot hold (new objects);
 3. **apply** in log order against an overlay (object key -> meta as of this point
    of the batch), so several records for one key chain correctly; emit objects,
    index diffs, digest/count updates, history, change feed entries; run relist
@@ -35,6 +36,7 @@ from deltas.model import BodyEncoding, Op
 from store import layout as L
 from store._speedups import write_new_object, write_replacement
 from store.db import Handles, multi_get
+from store.known import KnownKeys
 from store.options import StoreOptions
 from store.reads import scan
 from store.records import DigestVerdict, Rejected, SourceRecord
@@ -93,8 +95,10 @@ class Planner:
         topics: TopicClusters,
         now_ms: int,
         base_version: int,
+        known: KnownKeys | None = None,
     ) -> None:
         self.h = handles
+        self.known = known  #: the keys the store may hold; None: read every key
         self.st = state
         self.opts = opts
         self.topics = topics
@@ -267,8 +271,14 @@ class Planner:
         keys = list({w[3]: None for w in work if w[3]})
         if not keys:
             return
-        metas = multi_get(self.h.cfs[L.CF_OBJMETA], keys)
-        self.overlay = dict(zip(keys, metas, strict=True))
+        overlay: dict[bytes, bytes | None] = {}
+        if self.known is not None:
+            # Keys the store cannot hold are new objects: no read (store/known.py).
+            keys, new = self.known.split(keys)
+            overlay = dict.fromkeys(new)
+        if keys:
+            overlay.update(zip(keys, multi_get(self.h.cfs[L.CF_OBJMETA], keys), strict=True))
+        self.overlay = overlay
 
     # -- pass 3: apply -----------------------------------------------------------------------
 

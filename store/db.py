@@ -5,6 +5,7 @@ The only module that builds rocksdict options; docs/store.md explains each knob.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,12 @@ def multi_get(cf: Rdict, keys: list[bytes]) -> list[bytes | None]:
         return []
     values: list[bytes | None] = cf.get(keys)  # type: ignore[arg-type, assignment]
     return values
+
+
+def all_keys(cf: Rdict) -> Iterator[bytes]:
+    """Every key of ``cf``, in key order (raw mode: bytes); the values are not read."""
+    keys: Iterator[bytes] = iter(cf.keys())  # type: ignore[arg-type]
+    return keys
 
 
 @dataclass(slots=True)

@@ -29,8 +29,9 @@ from rocksdict import WriteBatch, WriteOptions
 from deltas.keys import topic_for
 from store import layout as L
 from store.apply import ApplyPlan, Planner, TopicClusters
-from store.db import Handles, open_secondary, open_writer
+from store.db import Handles, all_keys, open_secondary, open_writer
 from store.errors import StalePlanError, StoreError
+from store.known import KnownKeys
 from store.options import StoreOptions
 from store.reads import ViewReads, scan
 from store.records import SourceRecord
@@ -42,9 +43,15 @@ class View(ViewReads):
     """The single writer of a store (RocksDB holds a LOCK: a second writer fails to open)."""
 
     def __init__(
-        self, handles: Handles, opts: StoreOptions, state: WriterState, clock: Callable[[], float]
+        self,
+        handles: Handles,
+        opts: StoreOptions,
+        state: WriterState,
+        clock: Callable[[], float],
+        known: KnownKeys | None = None,
     ) -> None:
         self._h = handles
+        self._known = known
         self._opts = opts
         self._state = state
         self._clock = clock
@@ -84,10 +91,15 @@ class View(ViewReads):
                     f"store {path} has layout version {state.schema}, this build reads version "
                     f"{L.SCHEMA_VERSION}: delete it and rebuild it from Kafka (kubedelta replay)"
                 )
+            known = None
+            if opts.known_keys_filter:
+                # Every key the store holds, read once here (~1 s per million objects).
+                objmeta = handles.cfs[L.CF_OBJMETA]
+                known = KnownKeys.of(all_keys(objmeta), sum(state.kind_counts.values()))
         except BaseException:
             handles.close()
             raise
-        return cls(handles, opts, state, clock)
+        return cls(handles, opts, state, clock, known)
 
     # -- the apply path ------------------------------------------------------------------
 
@@ -107,6 +119,7 @@ class View(ViewReads):
             self._topics,
             int(self._clock() * 1000),
             self._version,
+            self._known,
         )
         return planner.plan(records)
 
