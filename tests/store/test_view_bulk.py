@@ -65,30 +65,41 @@ def test_bulk_mode_lets_l0_files_pile_up_and_end_bulk_compacts_them(tmp_path: Pa
         assert view.view_digest() == digest
 
 
+#: Tiny memtables, compactions deferred to 60 L0 files in bulk mode.
+SMALL_BULK = StoreOptions(
+    history_retention_s=0,
+    write_buffer_bytes=1 << 20,
+    total_write_buffer_bytes=2 << 20,
+    bulk_l0_compaction_trigger=60,
+)
+
+
+def pile_up_in_bulk(view: View, feed: Feed, files: int) -> int:
+    """Bulk writes of ~1.5 KB objects until versions has ``files`` L0 files; returns the
+    objects written. RocksDB flushes by itself (2 MiB of memtables), every flush cutting
+    an L0 file in each CF (atomic flush); View.flush would leave bulk mode."""
+    view.begin_bulk()
+    written = 0
+    for batch in range(400):
+        view.apply([feed.upsert(f"b{batch}-{i}", "1", extra="x" * 1500) for i in range(300)])
+        written += 300
+        if view.l0_files()[L.CF_VERSIONS] >= files:
+            break
+    assert view.l0_files()[L.CF_VERSIONS] >= files  # deferred: piled up
+    return written
+
+
 def test_bulk_mode_keeps_compacting_objmeta_which_every_batch_reads(tmp_path: Path) -> None:
     """objmeta is read before every write (one MultiGet per batch, a bloom probe per L0
     file): bulk mode defers the other CFs' compactions, not its own."""
-    opts = StoreOptions(
-        history_retention_s=0,
-        write_buffer_bytes=1 << 20,
-        total_write_buffer_bytes=2 << 20,
-        bulk_l0_compaction_trigger=60,
-    )
     feed = Feed("alpha")
-    with View.open(tmp_path / "s", opts) as view:
-        view.begin_bulk()
-        batch = 0
-        for batch in range(400):
-            # Flushes are atomic: every one cuts an L0 file in objmeta too.
-            view.apply([feed.upsert(f"b{batch}-{i}", "1", extra="x" * 1500) for i in range(300)])
-            if view.l0_files()[L.CF_VERSIONS] >= 20:
-                break
-        assert view.l0_files()[L.CF_VERSIONS] >= 20  # deferred: piled up
+    with View.open(tmp_path / "s", SMALL_BULK) as view:
+        written = pile_up_in_bulk(view, feed, 20)
         deadline = time.monotonic() + 20
         while view.l0_files()[L.CF_OBJMETA] > 4 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert view.l0_files()[L.CF_OBJMETA] <= 4  # compacted as usual
-        assert view.count() == 300 * (batch + 1)
+        assert view.count() == written
 
 
 @pytest.mark.parametrize("bulk, versions", [(2, 2), (300, 16), (12, 16)])
@@ -102,23 +113,9 @@ def test_the_pile_left_by_bulk_mode_does_not_stop_writes(tmp_path: Path) -> None
     """More L0 files than RocksDB's default write-stop trigger (36): after end_bulk the
     store compacts them while writes go on (stop and slowdown sit above the bulk
     trigger in both modes)."""
-    opts = StoreOptions(
-        history_retention_s=0,
-        write_buffer_bytes=1 << 20,
-        total_write_buffer_bytes=2 << 20,
-        bulk_l0_compaction_trigger=60,
-    )
     feed = Feed("alpha")
-    with View.open(tmp_path / "s", opts) as view:
-        view.begin_bulk()
-        written = 0
-        # RocksDB flushes by itself (2 MiB of memtables); View.flush would leave bulk mode.
-        for batch in range(400):
-            view.apply([feed.upsert(f"b{batch}-{i}", "1", extra="x" * 1500) for i in range(300)])
-            written += 300
-            if view.l0_files()[L.CF_VERSIONS] >= 40:
-                break
-        assert view.l0_files()[L.CF_VERSIONS] >= 40
+    with View.open(tmp_path / "s", SMALL_BULK) as view:
+        written = pile_up_in_bulk(view, feed, 40)
         view.end_bulk()
         db = view._h.db  # the writer's RocksDB: the two stall properties are DB-wide
         assert db.property_int_value("rocksdb.is-write-stopped") == 0
