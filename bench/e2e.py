@@ -51,6 +51,7 @@ from bench.queryclient import QueryClient
 from bench.report import Machine, Progress, Report, emit, json_option
 from bench.simclient import SimClient
 from bench.stats import mean, percentile, rates, without_nan
+from bench.workdir import WorkDirBusyError, exclusive_work_dir
 from plumbing.gctune import raise_gc_thresholds
 
 #: The --large preset: 10,000,000 resources, for a bigger box than this one.
@@ -122,10 +123,15 @@ async def run_e2e(
 ) -> tuple[dict[str, Any], dict[str, float | int | bool], dict[str, Any]]:
     """Run every phase; returns (params, metrics, series for plots). ``metrics``, when
     given, is filled in place, so a caller still has the phases that finished if a later
-    one fails."""
-    if cfg.work_dir.exists():
-        shutil.rmtree(cfg.work_dir)
-    cfg.work_dir.mkdir(parents=True)
+    one fails. The work folder is emptied first and held for the run (WorkDirBusyError
+    if another run holds it)."""
+    with exclusive_work_dir(cfg.work_dir):
+        return await _run_phases(cfg, metrics)
+
+
+async def _run_phases(
+    cfg: E2eConfig, metrics: dict[str, float | int | bool] | None
+) -> tuple[dict[str, Any], dict[str, float | int | bool], dict[str, Any]]:
     producers = cfg.producer_processes or default_producer_processes(cfg.clusters)
     pipeline = Pipeline(
         PipelineConfig(
@@ -508,6 +514,8 @@ def command(
     partial: dict[str, float | int | bool] = {}
     try:
         params, metrics, series = asyncio.run(run_e2e(cfg, partial))
+    except WorkDirBusyError as exc:
+        raise click.ClickException(str(exc)) from exc
     except BaseException:
         if partial and json_path is not None:
             failed = json_path.with_name(json_path.stem + "-partial.json")
