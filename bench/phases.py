@@ -185,8 +185,16 @@ async def initial_sync(
             await asyncio.sleep(max(count_interval_s, 0.01 * elapsed))
 
 
+class ProbeTarget(Protocol):
+    """Where probes are created (the simulator's API: :class:`SimClient`)."""
+
+    async def create_config_map(
+        self, cluster: str, namespace: str, name: str, labels: Mapping[str, str]
+    ) -> tuple[float, str]: ...
+
+
 async def send_probes(
-    sim: SimClient,
+    sim: ProbeTarget,
     clusters: Sequence[str],
     count: int,
     duration_s: float,
@@ -194,23 +202,39 @@ async def send_probes(
     rng: random.Random,
     sent: list[Probe],
 ) -> None:
-    """Create ``count`` probe ConfigMaps at evenly spaced, jittered instants."""
+    """Create ``count`` probe ConfigMaps at evenly spaced, jittered instants.
+
+    An open loop: each probe is sent at its own instant whether or not the earlier ones
+    were answered. Sending the next only after the last answer (as until session 13)
+    thinned the probes out exactly when the simulator was slow: at ~1.5 s per create
+    the 300 probes of a 30 s churn took over 5 minutes (the churn phase with them), and
+    the slow periods got fewer samples than their share (coordinated omission). Returns
+    when every probe was answered; a probe whose create failed is left out of ``sent``."""
     if count <= 0:
         return
     spacing = duration_s / count
     began = time.monotonic()
-    for i in range(count):
-        at = began + spacing * (i + rng.random())
-        delay = at - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        cluster = clusters[rng.randrange(len(clusters))]
-        name = f"{prefix}{i}"
+    pending: list[asyncio.Task[None]] = []
+
+    async def create(cluster: str, name: str) -> None:
         with contextlib.suppress(BenchError):
             sent_at, _rv = await sim.create_config_map(
                 cluster, "default", name, {"kubedelta.bench/probe": "true"}
             )
             sent.append(Probe(cluster, name, sent_at, time.time()))
+
+    try:
+        for i in range(count):
+            at = began + spacing * (i + rng.random())
+            delay = at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            cluster = clusters[rng.randrange(len(clusters))]
+            pending.append(asyncio.create_task(create(cluster, f"{prefix}{i}")))
+        await asyncio.gather(*pending)
+    finally:
+        for task in pending:
+            task.cancel()
 
 
 @dataclass(frozen=True, slots=True)
