@@ -47,6 +47,7 @@ from bench.phases import (
 from bench.pipeline import Pipeline, PipelineConfig, default_producer_processes
 from bench.plots import plot_cdf, plot_throughput
 from bench.procs import interrupt_on_sigterm
+from bench.promscrape import Histogram, ScrapeError, phase_stage_metrics, stage_histograms
 from bench.queryclient import QueryClient
 from bench.report import Machine, Progress, Report, emit, json_option
 from bench.simclient import SimClient
@@ -218,6 +219,7 @@ async def _run_phases(
             await watcher.start()
             probes: list[Probe] = []
             before = await monitor.sample()
+            stages_before = await _stages(pipeline)
             cpu_before_churn = pipeline.cpu_by_role()
             churn_started = time.monotonic()
             # Probes are changes too: the simulator's churn makes the rest of the target.
@@ -244,6 +246,10 @@ async def _run_phases(
             await sim.churn_stop()
             after = await monitor.sample()
             churn_elapsed = time.monotonic() - churn_started
+            # Where the probes' time went, from the processes' own histograms.
+            metrics.update(
+                phase_stage_metrics(stages_before, await _stages(pipeline), churn_elapsed)
+            )
             # Cores each role kept busy during the churn (CPU seconds per second): a
             # saturated machine (the sum near its core count) is where latency queues.
             for role, cpu_s in pipeline.cpu_by_role().items():
@@ -357,6 +363,16 @@ def bench_cpu_s() -> float:
     the components' CPU is measured per process apart."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+async def _stages(pipeline: Pipeline) -> dict[str, Histogram]:
+    """The consumer's and producers' stage histograms, or none (with a note) if their
+    pages cannot be read: the stage metrics are then left out, the run goes on."""
+    try:
+        return await stage_histograms(pipeline.metrics_urls())
+    except ScrapeError as exc:
+        say(f"stage latencies left out: {exc}")
+        return {}
 
 
 def say(text: str) -> None:

@@ -148,6 +148,9 @@ class Pipeline:
                 # Not <prefix>.<name>: that would match the cluster topic pattern.
                 "--dead-letter-topic",
                 f"{self.topic_prefix}-deadletter",
+                # Its stage latencies (bench/promscrape.py); the port is in its log.
+                "--metrics-port",
+                "0",
                 "--log-level",
                 "WARNING",
             ],
@@ -189,6 +192,20 @@ class Pipeline:
                     raise PipelineError(f"the query service did not answer in {timeout_s:.0f} s")
                 await asyncio.sleep(0.2)
         return self.query_url
+
+    def metrics_urls(self) -> dict[str, list[str]]:
+        """/metrics pages of the consumer and the producers by role, as their logs name
+        them so far (a process that has not printed it yet is left out)."""
+        found: dict[str, list[str]] = {"consumer": [], "producers": []}
+        if self.consumer is not None:
+            match = self.consumer.find_line(r"consume: metrics at (http://\S+/metrics)")
+            if match is not None:
+                found["consumer"].append(match.group(1))
+        for producer in self.producers:
+            match = producer.find_line(r"produce: metrics and health on (http://\S+)")
+            if match is not None:
+                found["producers"].append(match.group(1) + "/metrics")
+        return found
 
     def start_producers(self) -> None:
         cfg = self.config

@@ -177,7 +177,8 @@ async def serve(settings: ProduceSettings) -> None:
         ready=lambda: bool(running) and all(p.ready() for p in running),
     )
     url = await health.start()
-    logging.getLogger("kubedelta").info("metrics and health on %s", url)
+    # On stderr whatever the log level: with --health-port 0 this is how to find it.
+    click.echo(f"produce: metrics and health on {url}", err=True)
 
     async def freeze_when_synced() -> None:
         # The ledger is built by then: keep the cyclic GC from rescanning it forever.

@@ -33,6 +33,17 @@ CORE_METRICS = {
     "probes_sent",
     "probes_seen",
 }
+#: From the consumer's and producers' own histograms over the churn (bench/promscrape.py).
+STAGE_METRICS = {
+    "consumer_commit_delay_p50_ms",
+    "consumer_commit_delay_p99_ms",
+    "consumer_commit_delay_count",
+    "consumer_batch_records_mean",
+    "consumer_write_busy",
+    "producer_ack_p50_ms",
+    "producer_ack_p99_ms",
+    "producer_ack_count",
+}
 BASELINE_METRICS = {"aiokafka_baseline_per_s", "ours_per_s", "ours_to_aiokafka_ratio"}
 QUIX_METRICS = {"quix_per_s", "ours_to_quix_ratio"}
 
@@ -56,7 +67,7 @@ async def test_tiny_e2e_run_verifies_and_reports_every_metric(
     )
     params, metrics, series = await run_e2e(cfg)
 
-    expected = CORE_METRICS | BASELINE_METRICS | QUIX_METRICS
+    expected = CORE_METRICS | STAGE_METRICS | BASELINE_METRICS | QUIX_METRICS
     assert expected <= metrics.keys()
     assert metrics["verified"] is True
     assert metrics["differences"] == 0
@@ -64,6 +75,12 @@ async def test_tiny_e2e_run_verifies_and_reports_every_metric(
     assert metrics["probes_seen"] == metrics["probes_sent"] == 10
     assert metrics["churn_per_s"] > 0
     assert metrics["bytes_per_change"] > 0
+    # The churn's records were committed and acknowledged, in batches of at least one.
+    assert metrics["consumer_commit_delay_count"] > 0 and metrics["producer_ack_count"] > 0
+    assert metrics["consumer_batch_records_mean"] >= 1
+    assert 0 < metrics["consumer_write_busy"] < 1
+    assert 0 < metrics["consumer_commit_delay_p50_ms"] <= metrics["consumer_commit_delay_p99_ms"]
+    assert 0 < metrics["producer_ack_p50_ms"] <= metrics["producer_ack_p99_ms"]
     assert all(not math.isnan(float(v)) for v in metrics.values())
     # Every baseline read the same records the producers wrote.
     assert metrics["aiokafka_records"] == metrics["ours_records"] > 0
