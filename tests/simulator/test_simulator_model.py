@@ -3,7 +3,10 @@ LIST semantics and churn accounting. No HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
+import time
 
 import orjson
 import pytest
@@ -351,6 +354,44 @@ def test_churn_only_status_updates_keeps_object_count() -> None:
     driver = ChurnDriver([cluster], rate_per_s=100.0, mix=mix, rng=random.Random(1))
     assert driver.step(1.0) == 100
     assert cluster.count() == count
+
+
+def test_a_sliced_step_stops_in_time_and_keeps_the_rest_of_the_budget() -> None:
+    sim = Simulator(SimulatorConfig(clusters=("a",), objects_per_cluster=300, seed=3))
+    mix = ChurnMix(creates=0, pod_status_updates=1, deployment_scales=0, deletes=0)
+    driver = ChurnDriver([sim.cluster("a")], rate_per_s=1e6, mix=mix, rng=random.Random(1))
+    began = time.perf_counter()
+    made = driver.step(1.0, slice_s=0.002)  # a million changes due, 2 ms to make them
+    took = time.perf_counter() - began
+
+    assert 16 <= made < 100_000
+    assert took < 0.5
+    assert driver.budget == pytest.approx(1e6 - made)  # the rest waits for the next step
+    assert driver.step(0.0, slice_s=0.002) > 0
+
+
+async def test_churn_behind_its_rate_keeps_the_event_loop_answering() -> None:
+    # Far more changes than the machine can make: each step has a whole second's
+    # budget (max_burst_s). Unsliced, one step would hold the loop for seconds.
+    sim = Simulator(SimulatorConfig(clusters=("a",), objects_per_cluster=300, seed=3))
+    mix = ChurnMix(creates=0, pod_status_updates=1, deployment_scales=0, deletes=0)
+    driver = ChurnDriver([sim.cluster("a")], rate_per_s=1e6, mix=mix, rng=random.Random(1))
+    churn = asyncio.create_task(driver.run(tick_s=0.005, slice_s=0.005))
+    gaps = []
+    try:
+        last = time.perf_counter()
+        for _ in range(100):
+            await asyncio.sleep(0.002)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+    finally:
+        churn.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await churn
+
+    assert driver.changes > 100  # it churned all along
+    assert max(gaps) < 0.1  # and the loop kept turning: slices of 5 ms, not a 1 s step
 
 
 def test_random_identity_and_exists_name_live_objects_without_decoding() -> None:
