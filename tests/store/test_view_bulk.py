@@ -12,6 +12,7 @@ from view_feed import Feed
 from deltas.errors import ConfigError
 from store import StoreOptions, View
 from store import layout as L
+from store.db import open_secondary
 
 #: Tiny memtables so a few thousand Pods make many L0 files; versions compacts at 2.
 OPTS = StoreOptions(
@@ -122,3 +123,69 @@ def test_the_pile_left_by_bulk_mode_does_not_stop_writes(tmp_path: Path) -> None
         assert db.property_int_value("rocksdb.actual-delayed-write-rate") == 0
         view.apply([feed.upsert("after", "1")])
         assert view.count() == written + 1
+
+
+#: versions compacts at 4 files as usual; bulk mode at 8 (the smallest pile allowed).
+CLOSE_BULK = StoreOptions(
+    history_retention_s=0,
+    write_buffer_bytes=1 << 20,
+    total_write_buffer_bytes=2 << 20,
+    versions_l0_compaction_trigger=4,
+    bulk_l0_compaction_trigger=8,
+)
+
+
+def versions_l0_on_disk(path: Path, secondary: Path) -> int:
+    """versions' L0 file count of a closed store, read by a secondary (which never
+    compacts)."""
+    handles = open_secondary(path, secondary, CLOSE_BULK)
+    try:
+        return int(
+            handles.cfs[L.CF_VERSIONS].property_int_value("rocksdb.num-files-at-level0") or 0
+        )
+    finally:
+        handles.close()
+
+
+def close_at_the_trigger(path: Path) -> int:
+    """A bulk-mode store closed with one L0 file of versions short of the bulk trigger
+    and writes still in its memtable, so the closing flush reaches the trigger; returns
+    the objects written."""
+    feed = Feed("alpha")
+    view = View.open(path, CLOSE_BULK)
+    view.begin_bulk()
+    written = 0
+    versions = view._h.cfs[L.CF_VERSIONS]
+    for batch in range(200):  # RocksDB flushes by itself: ~2 batches per L0 file
+        view.apply([feed.upsert(f"b{batch}-{i}", "1", extra="x" * 1500) for i in range(300)])
+        written += 300
+        # Count only once the full memtables are flushed: one still queued would add a
+        # file (and reach the trigger) on its own, without the close.
+        while versions.property_int_value("rocksdb.num-immutable-mem-table"):
+            time.sleep(0.005)
+        if view.l0_files()[L.CF_VERSIONS] >= CLOSE_BULK.bulk_l0_compaction_trigger - 1:
+            break
+    assert view.l0_files()[L.CF_VERSIONS] == CLOSE_BULK.bulk_l0_compaction_trigger - 1
+    view.apply([feed.upsert(f"last-{i}", "1") for i in range(10)])  # left in the memtable
+    view.close()
+    return written + 10
+
+
+def test_closing_does_not_start_a_compaction_it_would_wait_for(tmp_path: Path) -> None:
+    """Closing flushes what bulk mode wrote without the WAL. When that flush makes a CF
+    reach its L0 trigger, the close must not start (and wait for) the compaction: it is
+    left to the next opener, which does it in the background. (Before, RocksDB started
+    it in about a third of the closes here: several stores, so a regression shows.)"""
+    trigger = CLOSE_BULK.bulk_l0_compaction_trigger
+    for store in range(12):
+        path = tmp_path / f"s{store}"
+        written = close_at_the_trigger(path)
+        # The closing flush made the trigger-th file, and nothing compacted them.
+        assert versions_l0_on_disk(path, tmp_path / f"sec{store}") == trigger
+
+    with View.open(path, CLOSE_BULK) as reopened:  # usual triggers: it compacts now
+        deadline = time.monotonic() + 20
+        while reopened.l0_files()[L.CF_VERSIONS] > 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reopened.l0_files()[L.CF_VERSIONS] <= 4
+        assert reopened.count() == written
