@@ -72,6 +72,109 @@ def split_status(body: bytes) -> StatusParts | None:
     return StatusParts(metadata, body[meta_end:status_at], status)
 
 
+class StatusSplice(NamedTuple):
+    """Where the next status write changes a body :func:`join_status_marked` joined:
+    proven when it was joined, and only for that very bytes object (``body``: compare
+    with ``is``). The edits keep everything else byte for byte, so the result is what
+    decoding, editing and :func:`join_status` would give (orjson is deterministic and
+    round-trips its own output)."""
+
+    body: bytes
+    rv_at: int  #: where metadata.resourceVersion's value starts
+    rv_len: int
+    time_ats: tuple[int, ...]  #: where each status manager's ``time`` value starts
+    time_len: int
+    status_at: int  #: where ``,"status":`` starts: the object's last field
+
+    def status(self) -> Obj:
+        """The status, decoded (to edit before :meth:`write`)."""
+        status: Obj = orjson.loads(self.body[self.status_at + len(_STATUS_FIELD) : -1])
+        return status
+
+    def write(self, rv: str, manager_time: str, status: Obj) -> StatusSplice:
+        """The body with a new resourceVersion, status managers' time and status."""
+        body = self.body
+        new_rv, new_time = rv.encode(), manager_time.encode()
+        pieces = [body[: self.rv_at], new_rv]
+        at = self.rv_at + self.rv_len
+        shift = len(new_rv) - self.rv_len
+        time_ats = []
+        for time_at in self.time_ats:
+            pieces += (body[at:time_at], new_time)
+            at = time_at + self.time_len
+            time_ats.append(time_at + shift)
+            shift += len(new_time) - self.time_len
+        pieces += (body[at : self.status_at], _STATUS_FIELD, orjson.dumps(status), b"}")
+        return StatusSplice(
+            b"".join(pieces),
+            self.rv_at,
+            len(new_rv),
+            tuple(time_ats),
+            len(new_time),
+            self.status_at + shift,
+        )
+
+
+_STATUS_FIELD = _STATUS_KEY[:-1]  # ,"status":
+
+
+def time_mark(length: int) -> str:
+    """A stand-in for a status manager's time while the metadata is encoded, found
+    afterwards to learn where the time goes (DEL characters: orjson writes them as they
+    are, and no real timestamp holds one)."""
+    return "\x7f" * length
+
+
+def join_status_marked(
+    parts: StatusParts, rv: str, manager_time: str, marked: list[Obj]
+) -> tuple[bytes, StatusSplice | None]:
+    """:func:`join_status` of ``parts`` whose status managers ``marked`` (managedFields
+    entries of its metadata) hold ``time_mark(len(manager_time))`` as their time and
+    whose resourceVersion is ``rv``: the body with ``manager_time`` in their place, and
+    where the next status write changes it (None when the marks or the resourceVersion
+    cannot be told apart from the object's other content: the body is right, the next
+    write decodes again)."""
+    mark = time_mark(len(manager_time)).encode()
+    metadata = orjson.dumps(parts.metadata)
+    marks = []  # where the marks start in ``metadata``
+    at = metadata.find(mark)
+    while at >= 0:
+        marks.append(at)
+        at = metadata.find(mark, at + len(mark))
+    if len(marks) != len(marked):
+        # The object holds the mark somewhere else too: which ones are ours is not
+        # known from the bytes, so the real times go in and it is encoded again.
+        for entry in marked:
+            entry["time"] = manager_time
+        return join_status(parts), None
+    new_time = manager_time.encode()
+    pieces = [_METADATA[:-1]]
+    last = 0
+    for at in marks:
+        pieces += (metadata[last:at], new_time)
+        last = at + len(mark)
+    pieces += (metadata[last:], parts.middle, _STATUS_FIELD, orjson.dumps(parts.status), b"}")
+    body = b"".join(pieces)
+    head = len(_METADATA) - 1  # where ``metadata`` starts in the body
+    rv_at = _proven_rv_at(body, rv)
+    if rv_at is None or (marks and rv_at > head + marks[0]):
+        return body, None
+    status_at = head + len(metadata) + len(parts.middle)
+    time_ats = tuple(head + at for at in marks)
+    return body, StatusSplice(body, rv_at, len(rv), time_ats, len(new_time), status_at)
+
+
+def _proven_rv_at(body: bytes, rv: str) -> int | None:
+    """Where metadata.resourceVersion's value ``rv`` starts in ``body`` (the proof of
+    :func:`with_resource_version`), or None."""
+    at = body.find(b'"resourceVersion":"' + rv.encode() + b'"')
+    if at < 0 or not body.startswith(_METADATA):
+        return None
+    if body.find(b"{", _META_AT + 1, at) >= 0 or body.find(b"[", _META_AT + 1, at) >= 0:
+        return None
+    return at + len(b'"resourceVersion":"')
+
+
 _SPEC_REPLICAS = b',"spec":{"replicas":'
 
 
@@ -110,9 +213,12 @@ def join_status(parts: StatusParts) -> bytes:
 
 __all__ = [
     "StatusParts",
+    "StatusSplice",
     "join_status",
+    "join_status_marked",
     "spec_replicas",
     "split_status",
+    "time_mark",
     "with_resource_version",
     "with_spec_replicas",
 ]

@@ -26,6 +26,7 @@ from simulator.splice import (
     join_status,
     spec_replicas,
     split_status,
+    time_mark,
     with_resource_version,
     with_spec_replicas,
 )
@@ -166,15 +167,19 @@ def test_split_status_declines_or_round_trips_odd_layouts() -> None:
     }
 
 
-def _slow_status_write(cluster: ClusterState, rng: random.Random, make: ObjectFactory) -> None:
+def _slow_status_write(
+    cluster: ClusterState, rng: random.Random, make: ObjectFactory, now_s: float = NOW_S
+) -> None:
     """What churn did before: decode the whole Pod, bump it, update it."""
     pod = cluster.random_object("", "Pod", rng)
     assert pod is not None
-    cluster.update_quietly(make.bump_pod_status(pod, NOW_S))
+    cluster.update_quietly(make.bump_pod_status(pod, now_s))
 
 
-def _fast_status_write(cluster: ClusterState, rng: random.Random, make: ObjectFactory) -> None:
-    now = format_time(NOW_S)
+def _fast_status_write(
+    cluster: ClusterState, rng: random.Random, make: ObjectFactory, now_s: float = NOW_S
+) -> None:
+    now = format_time(now_s)
     assert cluster.update_random_status(
         "", "Pod", rng, lambda status: make.bump_status(status, now), now
     )
@@ -205,6 +210,66 @@ def test_status_write_equals_decode_bump_and_update(odd: bool) -> None:
     assert all(
         orjson.loads(e.body)["metadata"]["resourceVersion"] == encode_rv(e.rv) for e in modified
     )
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_repeated_status_writes_splice_at_learned_positions_like_a_decode(odd: bool) -> None:
+    """Few Pods, many writes: after its first status write a Pod's next ones are spliced
+    at the positions that write learned. Byte for byte what decoding gives."""
+    fast, slow = (_cluster_of(_odd_pods()) if odd else _generated(objects=60) for _ in range(2))
+    rng_fast, rng_slow = random.Random(3), random.Random(3)
+    make_fast, make_slow = ObjectFactory(random.Random(5)), ObjectFactory(random.Random(5))
+    for second in range(1500):  # every write at another time: the times change too
+        _fast_status_write(fast, rng_fast, make_fast, NOW_S + second)
+        _slow_status_write(slow, rng_slow, make_slow, NOW_S + second)
+    store = fast.store_for("", "Pod")
+    _assert_same_state(store, slow.store_for("", "Pod"))
+    # Positions are kept for the Pods written last by a status write, for their very body.
+    assert store.status_splices
+    assert all(s.body is store.records[key][0] for key, s in store.status_splices.items())
+    if not odd:
+        assert set(store.status_splices) == set(store.records)
+
+
+def test_a_pod_holding_the_time_mark_is_written_right_without_learned_positions() -> None:
+    marked = time_mark(len(format_time(NOW_S)))
+    pod = {
+        "metadata": {
+            "name": "marked",
+            "annotations": {"a": marked},
+            "managedFields": [
+                {"manager": "k", "time": "2024-01-01T00:00:00Z", "subresource": "status"}
+            ],
+        },
+        "spec": {},
+        "status": {"phase": "Pending"},
+    }
+    fast, slow = _cluster_of([pod]), _cluster_of([pod])
+    for seed in range(3):
+        _fast_status_write(fast, random.Random(seed), ObjectFactory(random.Random(seed)))
+        _slow_status_write(slow, random.Random(seed), ObjectFactory(random.Random(seed)))
+    _assert_same_state(fast.store_for("", "Pod"), slow.store_for("", "Pod"))
+    assert fast.store_for("", "Pod").status_splices == {}
+    body = fast.store_for("", "Pod").records["default/marked"][0]
+    assert orjson.loads(body)["metadata"]["annotations"]["a"] == marked
+
+
+def test_other_writes_forget_the_learned_positions() -> None:
+    cluster = _generated(objects=60)
+    rng, make = random.Random(2), ObjectFactory(random.Random(2))
+    for _ in range(50):
+        _fast_status_write(cluster, rng, make)
+    store = cluster.store_for("", "Pod")
+    key = next(iter(store.status_splices))
+    namespace, name = key.split("/", 1)
+    pod = cluster.get("", "Pod", namespace, name)
+    assert pod is not None
+    pod["metadata"].setdefault("labels", {})["touched"] = "yes"
+    cluster.update(pod)
+    assert key not in store.status_splices
+    deleted = next(iter(store.status_splices))
+    cluster.delete("", "Pod", *deleted.split("/", 1))
+    assert deleted not in store.status_splices
 
 
 def test_status_write_on_an_empty_kind_changes_nothing() -> None:
