@@ -14,14 +14,19 @@ from store import StoreOptions, View
 from store import layout as L
 from store.db import open_secondary
 
-#: Tiny memtables so a few thousand Pods make many L0 files; versions compacts at 2.
-OPTS = StoreOptions(
-    history_retention_s=0,
-    write_buffer_bytes=1 << 20,
-    total_write_buffer_bytes=2 << 20,
-    versions_l0_compaction_trigger=2,
-    bulk_l0_compaction_trigger=32,
-)
+
+def tiny_memtables(**triggers: int) -> StoreOptions:
+    """Tiny memtables, so a few thousand Pods make many L0 files; no history."""
+    return StoreOptions(
+        history_retention_s=0,
+        write_buffer_bytes=1 << 20,
+        total_write_buffer_bytes=2 << 20,
+        **triggers,  # type: ignore[arg-type]
+    )
+
+
+#: versions compacts at 2 files, bulk mode at 32.
+OPTS = tiny_memtables(versions_l0_compaction_trigger=2, bulk_l0_compaction_trigger=32)
 
 
 def fill_until_l0(view: View, feed: Feed, files: int, tag: str) -> int:
@@ -66,13 +71,8 @@ def test_bulk_mode_lets_l0_files_pile_up_and_end_bulk_compacts_them(tmp_path: Pa
         assert view.view_digest() == digest
 
 
-#: Tiny memtables, compactions deferred to 60 L0 files in bulk mode.
-SMALL_BULK = StoreOptions(
-    history_retention_s=0,
-    write_buffer_bytes=1 << 20,
-    total_write_buffer_bytes=2 << 20,
-    bulk_l0_compaction_trigger=60,
-)
+#: Compactions deferred to 60 L0 files in bulk mode.
+SMALL_BULK = tiny_memtables(bulk_l0_compaction_trigger=60)
 
 
 def pile_up_in_bulk(view: View, feed: Feed, files: int) -> int:
@@ -126,13 +126,7 @@ def test_the_pile_left_by_bulk_mode_does_not_stop_writes(tmp_path: Path) -> None
 
 
 #: versions compacts at 4 files as usual; bulk mode at 8 (the smallest pile allowed).
-CLOSE_BULK = StoreOptions(
-    history_retention_s=0,
-    write_buffer_bytes=1 << 20,
-    total_write_buffer_bytes=2 << 20,
-    versions_l0_compaction_trigger=4,
-    bulk_l0_compaction_trigger=8,
-)
+CLOSE_BULK = tiny_memtables(versions_l0_compaction_trigger=4, bulk_l0_compaction_trigger=8)
 
 
 def versions_l0_on_disk(path: Path, secondary: Path) -> int:
