@@ -132,9 +132,10 @@ class ChurnDriver:
             while self.budget >= 1.0 and self.clusters:
                 await asyncio.sleep(0)  # requests and watch writes waiting since the slice
                 now = loop.time()
-                if self.step(now - last, slice_s) == 0:
+                made = self.step(now - last, slice_s)
+                last = now  # the budget has that time in it
+                if made == 0:
                     break  # nothing left to change (the idle attempts ran out)
-                last = now
 
     # -- the changes (each returns the number of object changes it made) ---------------------
     def create(self, cluster: ClusterState) -> int:
