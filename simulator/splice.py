@@ -28,14 +28,9 @@ _STATUS_KEY = b',"status":{'
 def with_resource_version(body: bytes, old_rv: str, new_rv: str) -> bytes | None:
     """``body`` with ``metadata.resourceVersion`` ``old_rv`` replaced by ``new_rv`` (both from
     encode_rv, so the same length), or None if it is not where the cluster puts it."""
-    at = body.find(b'"resourceVersion":"' + old_rv.encode() + b'"')
-    if at < 0 or not body.startswith(_METADATA):
+    start = _proven_rv_at(body, old_rv)
+    if start is None:
         return None
-    # Only the identity fields come before it. With no '{' or '[' in between nothing is
-    # nested, so this is the metadata's own key (a '"' inside a string is escaped).
-    if body.find(b"{", _META_AT + 1, at) >= 0 or body.find(b"[", _META_AT + 1, at) >= 0:
-        return None
-    start = at + len(b'"resourceVersion":"')
     return body[:start] + new_rv.encode() + body[start + len(old_rv) :]
 
 
@@ -165,11 +160,13 @@ def join_status_marked(
 
 
 def _proven_rv_at(body: bytes, rv: str) -> int | None:
-    """Where metadata.resourceVersion's value ``rv`` starts in ``body`` (the proof of
-    :func:`with_resource_version`), or None."""
+    """Where metadata.resourceVersion's value ``rv`` starts in ``body``, or None if it
+    is not where the cluster puts it."""
     at = body.find(b'"resourceVersion":"' + rv.encode() + b'"')
     if at < 0 or not body.startswith(_METADATA):
         return None
+    # Only the identity fields come before it. With no '{' or '[' in between nothing is
+    # nested, so this is the metadata's own key (a '"' inside a string is escaped).
     if body.find(b"{", _META_AT + 1, at) >= 0 or body.find(b"[", _META_AT + 1, at) >= 0:
         return None
     return at + len(b'"resourceVersion":"')
