@@ -77,6 +77,12 @@ class ConsumerConfig:
     #: Longest the broker holds a fetch for ``fetch_min_bytes``, ms: the most a trickle
     #: of changes waits in the broker.
     fetch_max_wait_ms: int = 100
+    #: Incremental fetch sessions (KIP-227, consumers/fetch_sessions.py): a request
+    #: names only partitions whose offset changed and the broker answers only for those
+    #: with news, instead of every partition both ways every time. At 1,000 quiet
+    #: cluster topics the full requests were ~90 % of the consumer's CPU. Off: aiokafka's
+    #: own full requests.
+    fetch_sessions: bool = True
     #: How long getmany waits for data when the prefetch buffer is empty.
     getmany_timeout_ms: int = 500
     #: How often the topic list is refreshed, so a new cluster's topic is picked up

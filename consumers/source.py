@@ -38,6 +38,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from consumers.config import ConsumerConfig, ConsumerMode
 from consumers.errors import ConsumerError, KafkaFetchError
+from consumers.fetch_sessions import SessionClient, use_fetch_sessions
 from deltas.keys import topic_pattern
 from plumbing.kafka import end_offsets
 from store.records import SourceRecord
@@ -112,6 +113,8 @@ class TopicSource:
         self._assigned: frozenset[TopicPartition] = frozenset()
         self._next_topic_check = 0.0
         self._listener_error: BaseException | None = None
+        #: The fetcher's session client while sessions are on (its per-broker counts).
+        self.fetch_sessions: SessionClient | None = None
         #: Set once the first assignment is known (replica: first topic scan).
         self.assigned_event = asyncio.Event()
 
@@ -143,6 +146,12 @@ class TopicSource:
         except KafkaError as exc:
             await consumer.stop()
             raise kafka_failure(exc, "cannot start the Kafka consumer") from exc
+        if self._config.fetch_sessions:
+            try:
+                self.fetch_sessions = use_fetch_sessions(consumer)
+            except ConsumerError:
+                await consumer.stop()
+                raise
         self._consumer = consumer
         self._assigned = frozenset()
         self._next_topic_check = 0.0

@@ -59,6 +59,7 @@ class ConsumeSettings(KafkaSettings):
     batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS
     batch_max_mb: int = 64
     metadata_refresh_ms: int = 2_000
+    fetch_sessions: bool = True
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
     history_retention_s: int = StoreOptions().history_retention_s
@@ -79,6 +80,7 @@ class ConsumeSettings(KafkaSettings):
                 batch_max_records=self.batch_max_records,
                 batch_max_bytes=self.batch_max_mb * 1024 * 1024,
                 metadata_refresh_ms=self.metadata_refresh_ms,
+                fetch_sessions=self.fetch_sessions,
                 metrics_host=self.metrics_host,
                 metrics_port=self.metrics_port,
             )
@@ -154,6 +156,12 @@ def _setup_logging(level: str) -> None:
     help="Serve /metrics, /healthz and /readyz on this port (0: any free port).",
 )
 @click.option("--batch-max-records", type=click.IntRange(min=1), help="Records per WriteBatch.")
+@click.option(
+    "--fetch-sessions/--no-fetch-sessions",
+    default=None,
+    help="Incremental fetch sessions (KIP-227): requests and answers name only the "
+    "partitions with news, not every cluster topic every time [on].",
+)
 def consume(**cli: Any) -> None:
     """Materialize every cluster topic into the view at --data-dir, until SIGTERM/SIGINT."""
     settings = settings_from(**cli)
