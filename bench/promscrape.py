@@ -73,7 +73,8 @@ class Histogram:
 
 def histograms(text: str, names: Iterable[str]) -> dict[str, Histogram]:
     """The named histograms of a /metrics page, each summed over its label sets; a name
-    the page does not have is left out."""
+    the page does not have is left out. A named counter comes back as a histogram of
+    one +Inf bucket holding its value (so it subtracts the same way)."""
     wanted = set(names)
     found: dict[str, Histogram] = {}
     try:
@@ -81,7 +82,13 @@ def histograms(text: str, names: Iterable[str]) -> dict[str, Histogram]:
     except ValueError as exc:
         raise ScrapeError(f"unreadable /metrics page: {exc}") from exc
     for family in families:
-        if family.name not in wanted or family.type != "histogram":
+        if family.name not in wanted:
+            continue
+        if family.type == "counter":
+            value = sum(s.value for s in family.samples if s.name.endswith("_total"))
+            found[family.name] = Histogram((math.inf,), (value,), value)
+            continue
+        if family.type != "histogram":
             continue
         buckets: dict[float, float] = {}
         total = 0.0
@@ -144,6 +151,8 @@ CONSUMER_HISTOGRAMS = (
     "kubedelta_consumer_commit_delay_seconds",
     "kubedelta_consumer_batch_records",
     "kubedelta_consumer_write_seconds",
+    "kubedelta_consumer_fetch_requests",
+    "kubedelta_consumer_fetch_partitions_named",
 )
 PRODUCER_HISTOGRAMS = ("kubedelta_producer_ack_latency_seconds",)
 
@@ -171,8 +180,9 @@ def phase_stage_metrics(
 ) -> dict[str, float]:
     """The stage metrics of a phase between two :func:`stage_histograms`:
     ``consumer_commit_delay_*`` and ``producer_ack_*`` latencies (ms),
-    ``consumer_batch_records_mean`` and ``consumer_write_busy`` (share of the phase's
-    wall time the consumer spent planning and committing)."""
+    ``consumer_batch_records_mean``, ``consumer_write_busy`` (share of the phase's
+    wall time the consumer spent planning and committing), ``consumer_fetches_per_s``
+    and ``consumer_fetch_partitions_per_request`` (what each fetch request named)."""
     metrics = stage_metrics(
         before, after, "kubedelta_consumer_commit_delay_seconds", "consumer_commit_delay"
     )
@@ -186,4 +196,14 @@ def phase_stage_metrics(
     if writes in before and writes in after and phase_s > 0:
         spent = after[writes].minus(before[writes]).total
         metrics["consumer_write_busy"] = spent / phase_s
+    fetches, named = (
+        "kubedelta_consumer_fetch_requests",
+        "kubedelta_consumer_fetch_partitions_named",
+    )
+    if all(name in before and name in after for name in (fetches, named)) and phase_s > 0:
+        requests = after[fetches].minus(before[fetches]).count
+        metrics["consumer_fetches_per_s"] = requests / phase_s
+        if requests > 0:
+            partitions = after[named].minus(before[named]).count
+            metrics["consumer_fetch_partitions_per_request"] = partitions / requests
     return metrics

@@ -66,6 +66,16 @@ class SessionRequest:
         return self.epoch in (INITIAL_EPOCH, FINAL_EPOCH)
 
 
+@dataclass(frozen=True, slots=True)
+class SessionCounts:
+    """Counts over a consumer's sessions since it started (for its metrics)."""
+
+    full_requests: int = 0
+    incremental_requests: int = 0
+    partitions_named: int = 0
+    resets: int = 0
+
+
 class FetchSession:
     """One broker's fetch session as the client sees it (pure: no I/O)."""
 
@@ -186,6 +196,15 @@ class SessionClient:
     def __init__(self, client: Any) -> None:
         self._client = client
         self.sessions: dict[int, FetchSession] = {}  #: by broker node id
+
+    def counts(self) -> SessionCounts:
+        sessions = self.sessions.values()
+        return SessionCounts(
+            full_requests=sum(s.full_requests for s in sessions),
+            incremental_requests=sum(s.incremental_requests for s in sessions),
+            partitions_named=sum(s.partitions_named for s in sessions),
+            resets=sum(s.resets for s in sessions),
+        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from consumers.fetch_sessions import SessionCounts
+
 #: Batch sizes in records: from a trickle to the largest batch a pass commits.
 BATCH_RECORD_BUCKETS = (1, 10, 100, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 50_000)
 #: WriteBatch latencies in seconds: sub-millisecond to a stalled disk.
@@ -93,8 +95,40 @@ class ConsumerMetrics:
             ["cf"],
             registry=self.registry,
         )
+        self.fetch_requests = Counter(
+            "kubedelta_consumer_fetch_requests",
+            "Fetch requests sent: full (naming every partition) or incremental (a fetch"
+            " session's, naming only partitions whose offset changed)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.fetch_partitions_named = Counter(
+            "kubedelta_consumer_fetch_partitions_named",
+            "Partitions named in fetch requests (a full request names every partition)",
+            registry=self.registry,
+        )
+        self.fetch_session_resets = Counter(
+            "kubedelta_consumer_fetch_session_resets",
+            "Fetch sessions dropped after an error and made anew with a full request",
+            registry=self.registry,
+        )
+        self._session_counts = SessionCounts()
         self.bulk = Gauge(
             "kubedelta_consumer_bulk_writes",
             "1 while commits skip the write-ahead log to catch up (readers see flushed data only)",
             registry=self.registry,
         )
+
+    def observe_fetch_sessions(self, counts: SessionCounts) -> None:
+        """Advance the fetch counters to ``counts`` (totals since the consumer started)."""
+        last, self._session_counts = self._session_counts, counts
+        if counts.full_requests + counts.incremental_requests < (
+            last.full_requests + last.incremental_requests
+        ):
+            last = SessionCounts()  # a new Kafka client: its counts start from zero
+        self.fetch_requests.labels("full").inc(counts.full_requests - last.full_requests)
+        self.fetch_requests.labels("incremental").inc(
+            counts.incremental_requests - last.incremental_requests
+        )
+        self.fetch_partitions_named.inc(counts.partitions_named - last.partitions_named)
+        self.fetch_session_resets.inc(counts.resets - last.resets)

@@ -40,6 +40,8 @@ STAGE_METRICS = {
     "consumer_commit_delay_count",
     "consumer_batch_records_mean",
     "consumer_write_busy",
+    "consumer_fetches_per_s",
+    "consumer_fetch_partitions_per_request",
     "producer_ack_p50_ms",
     "producer_ack_p99_ms",
     "producer_ack_count",
@@ -79,6 +81,10 @@ async def test_tiny_e2e_run_verifies_and_reports_every_metric(
     assert metrics["consumer_commit_delay_count"] > 0 and metrics["producer_ack_count"] > 0
     assert metrics["consumer_batch_records_mean"] >= 1
     assert 0 < metrics["consumer_write_busy"] < 1
+    # Fetch sessions: a request names only partitions whose offset moved, never more
+    # than the consumer reads.
+    assert metrics["consumer_fetches_per_s"] > 0
+    assert 0 <= metrics["consumer_fetch_partitions_per_request"] <= 2 * params["partitions"]
     assert 0 < metrics["consumer_commit_delay_p50_ms"] <= metrics["consumer_commit_delay_p99_ms"]
     assert 0 < metrics["producer_ack_p50_ms"] <= metrics["producer_ack_p99_ms"]
     assert all(not math.isnan(float(v)) for v in metrics.values())

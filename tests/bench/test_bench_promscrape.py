@@ -7,7 +7,7 @@ import math
 
 import aiohttp
 import pytest
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from bench.promscrape import (
     ScrapeError,
@@ -78,6 +78,24 @@ def test_a_phase_is_the_difference_of_two_scrapes() -> None:
     assert stages["producer_ack_count"] == 10
     assert stages["producer_ack_mean_ms"] == pytest.approx(700)
     assert 500 < stages["producer_ack_p50_ms"] <= stages["producer_ack_p99_ms"] <= 1000
+
+
+def test_counters_subtract_like_histograms_and_give_the_fetch_metrics() -> None:
+    registry = CollectorRegistry()
+    requests = Counter("kubedelta_consumer_fetch_requests", "fetches", ["kind"], registry=registry)
+    named = Counter("kubedelta_consumer_fetch_partitions_named", "named", registry=registry)
+    names = ["kubedelta_consumer_fetch_requests", "kubedelta_consumer_fetch_partitions_named"]
+    requests.labels("full").inc()
+    named.inc(1000)
+    before = histograms(generate_latest(registry).decode(), names)
+    requests.labels("incremental").inc(40)
+    named.inc(60)
+    after = histograms(generate_latest(registry).decode(), names)
+
+    assert before[names[0]].count == 1 and after[names[0]].count == 41  # labels summed
+    stages = phase_stage_metrics(before, after, phase_s=2.0)
+    assert stages["consumer_fetches_per_s"] == 20
+    assert stages["consumer_fetch_partitions_per_request"] == 1.5
 
 
 def test_processes_add_up_and_mismatched_buckets_are_refused() -> None:

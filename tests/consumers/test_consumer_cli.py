@@ -127,6 +127,15 @@ async def test_consume_serves_metrics_gets_ready_and_stops_cleanly_on_sigterm(
         assert "kubedelta_consumer_lag_records" in metrics
         for cf in L.ALL_CFS:  # compaction debt, per column family
             assert re.search(rf'kubedelta_store_l0_files{{cf="{cf}"}} \d+\.0', metrics), cf
+        # fetch sessions: one full request made the session, the rest are incremental
+        incremental = 0.0
+        while not incremental and time.monotonic() < deadline:
+            _, metrics = await asyncio.to_thread(http_get, url + "/metrics")
+            found = re.search(r'fetch_requests_total{kind="incremental"} (\S+)', metrics)
+            incremental = float(found.group(1)) if found else 0.0
+            await asyncio.sleep(0.2)
+        assert incremental > 0
+        assert 'kubedelta_consumer_fetch_requests_total{kind="full"} 1.0' in metrics
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
     finally:

@@ -17,9 +17,11 @@ from consumers.fetch_sessions import (
     INITIAL_EPOCH,
     FetchSession,
     SessionClient,
+    SessionCounts,
     SessionFetchRequest,
     use_fetch_sessions,
 )
+from consumers.metrics import ConsumerMetrics
 
 A0, A1, B0 = ("a", 0), ("a", 1), ("b", 0)
 
@@ -90,6 +92,24 @@ def test_the_epoch_wraps_to_one() -> None:
 def test_an_answer_without_a_request_is_refused() -> None:
     with pytest.raises(ConsumerError):
         FetchSession().answered(0, 1)
+
+
+def test_the_metrics_follow_the_session_counts_across_a_new_client() -> None:
+    metrics = ConsumerMetrics()
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    metrics.observe_fetch_sessions(SessionCounts(1, 10, 30, 0))
+    metrics.observe_fetch_sessions(SessionCounts(2, 15, 45, 1))
+    assert value("kubedelta_consumer_fetch_requests_total", kind="full") == 2
+    assert value("kubedelta_consumer_fetch_requests_total", kind="incremental") == 15
+    assert value("kubedelta_consumer_fetch_partitions_named_total") == 45
+    assert value("kubedelta_consumer_fetch_session_resets_total") == 1
+    metrics.observe_fetch_sessions(SessionCounts(1, 2, 8, 0))  # restarted client: from 0
+    assert value("kubedelta_consumer_fetch_requests_total", kind="full") == 3
+    assert value("kubedelta_consumer_fetch_requests_total", kind="incremental") == 17
+    assert value("kubedelta_consumer_fetch_partitions_named_total") == 53
 
 
 def _full_request() -> FetchRequest:
@@ -195,6 +215,10 @@ async def test_every_record_arrives_once_in_order_through_incremental_requests(
         assert dict(seen) == _expected(topics, 60)
         assert session.session_id != 0 and session.resets == 0 and session.full_requests == 1
         assert session.partitions_forgotten > 0  # buffered partitions left the session
+        # partitions the answers leave out have not changed: every high watermark
+        # aiokafka holds (the consumer's lag) is the partition's end
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        assert {tp: consumer.highwater(tp) for tp in ends} == ends
         # idle requests name nothing (a full one names all 8 partitions every time):
         # at most the partitions drained by the last getmany come back, once
         assert session.incremental_requests >= requests + 3
