@@ -77,9 +77,11 @@ class SessionCounts:
 
 
 class FetchSession:
-    """One broker's fetch session as the client sees it (pure: no I/O)."""
+    """One broker's fetch session as the client sees it (pure: no I/O). Disabled, every
+    request is a full one without a session (what aiokafka sends), still counted."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
         self.session_id = NO_SESSION  #: the broker's id of the session, 0 before it exists
         self.epoch = INITIAL_EPOCH  #: the epoch the next request carries
         self._held: dict[PartitionKey, Ask] = {}  #: partitions the broker's session holds
@@ -93,7 +95,10 @@ class FetchSession:
     def plan(self, wanted: Mapping[PartitionKey, Ask]) -> SessionRequest:
         """The request that makes the session hold exactly ``wanted``."""
         target = dict(wanted)
-        if self.epoch == INITIAL_EPOCH:
+        if not self.enabled:
+            request = SessionRequest(NO_SESSION, FINAL_EPOCH, target, ())
+            self.full_requests += 1
+        elif self.epoch == INITIAL_EPOCH:
             request = SessionRequest(self.session_id, INITIAL_EPOCH, target, ())
             self.full_requests += 1
         else:
@@ -113,6 +118,8 @@ class FetchSession:
             raise ConsumerError("fetch session answered without a planned request")
         request, target = self._pending
         self._pending = None
+        if request.epoch == FINAL_EPOCH:
+            return  # no session: nothing to keep
         if error_code != 0:
             self.reset()
             return
@@ -193,8 +200,9 @@ class SessionClient:
     """aiokafka's client as its fetcher sees it: fetch requests go through one session
     per broker, everything else (and every other attribute) is the client's own."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, enabled: bool = True) -> None:
         self._client = client
+        self.enabled = enabled  #: sessions on; off, requests stay full (and counted)
         self.sessions: dict[int, FetchSession] = {}  #: by broker node id
 
     def counts(self) -> SessionCounts:
@@ -214,7 +222,7 @@ class SessionClient:
             return await self._client.send(node_id, request, **kwargs)
         session = self.sessions.get(node_id)
         if session is None:
-            session = self.sessions[node_id] = FetchSession()
+            session = self.sessions[node_id] = FetchSession(self.enabled)
         wanted = {
             (topic, partition): (offset, max_bytes)
             for topic, partitions in request.topics
@@ -235,9 +243,10 @@ class SessionClient:
         return response
 
 
-def use_fetch_sessions(consumer: AIOKafkaConsumer) -> SessionClient:
-    """Give ``consumer``'s fetcher a :class:`SessionClient`. Call after ``start()``
-    (which creates the fetcher) and before the first assignment."""
+def use_fetch_sessions(consumer: AIOKafkaConsumer, enabled: bool = True) -> SessionClient:
+    """Give ``consumer``'s fetcher a :class:`SessionClient` (``enabled`` False: full
+    requests as aiokafka sends them, counted). Call after ``start()`` (which creates
+    the fetcher) and before the first assignment."""
     fetcher = getattr(consumer, "_fetcher", None)
     client = getattr(fetcher, "_client", None)
     if fetcher is None or client is None:
@@ -245,6 +254,6 @@ def use_fetch_sessions(consumer: AIOKafkaConsumer) -> SessionClient:
         raise ConsumerError("cannot use fetch sessions: aiokafka's fetcher is not where expected")
     if isinstance(client, SessionClient):
         return client
-    sessions = SessionClient(client)
+    sessions = SessionClient(client, enabled)
     fetcher._client = sessions
     return sessions

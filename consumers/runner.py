@@ -225,5 +225,5 @@ class Consumer:
             self.metrics.lag.labels(cluster).set(lag)
         for cf, files in self.view.l0_files().items():
             self.metrics.l0_files.labels(cf).set(files)
-        if self.source.fetch_sessions is not None:
-            self.metrics.observe_fetch_sessions(self.source.fetch_sessions.counts())
+        if self.source.fetch_client is not None:
+            self.metrics.observe_fetch_sessions(self.source.fetch_client.counts())

@@ -113,8 +113,8 @@ class TopicSource:
         self._assigned: frozenset[TopicPartition] = frozenset()
         self._next_topic_check = 0.0
         self._listener_error: BaseException | None = None
-        #: The fetcher's session client while sessions are on (its per-broker counts).
-        self.fetch_sessions: SessionClient | None = None
+        #: The fetcher's client (sessions and per-broker counts) once started.
+        self.fetch_client: SessionClient | None = None
         #: Set once the first assignment is known (replica: first topic scan).
         self.assigned_event = asyncio.Event()
 
@@ -146,12 +146,11 @@ class TopicSource:
         except KafkaError as exc:
             await consumer.stop()
             raise kafka_failure(exc, "cannot start the Kafka consumer") from exc
-        if self._config.fetch_sessions:
-            try:
-                self.fetch_sessions = use_fetch_sessions(consumer)
-            except ConsumerError:
-                await consumer.stop()
-                raise
+        try:
+            self.fetch_client = use_fetch_sessions(consumer, self._config.fetch_sessions)
+        except ConsumerError:
+            await consumer.stop()
+            raise
         self._consumer = consumer
         self._assigned = frozenset()
         self._next_topic_check = 0.0

@@ -89,6 +89,17 @@ def test_the_epoch_wraps_to_one() -> None:
     assert session.epoch == 1
 
 
+def test_disabled_every_request_is_full_without_a_session_and_counted() -> None:
+    session = FetchSession(enabled=False)
+    for offset in (5, 6):
+        request = session.plan({A0: (offset, 100), A1: (7, 100)})
+        assert (request.session_id, request.epoch, request.full) == (0, -1, True)
+        assert request.asks == {A0: (offset, 100), A1: (7, 100)}
+        session.answered(0, 0)
+    assert (session.full_requests, session.incremental_requests) == (2, 0)
+    assert session.partitions_named == 4
+
+
 def test_an_answer_without_a_request_is_refused() -> None:
     with pytest.raises(ConsumerError):
         FetchSession().answered(0, 1)
@@ -142,12 +153,14 @@ def test_below_fetch_v7_the_request_is_the_full_one() -> None:
 # -- against the broker ------------------------------------------------------------------
 
 
-async def _reader(bootstrap: str, topics: list[str]) -> tuple[AIOKafkaConsumer, SessionClient]:
+async def _reader(
+    bootstrap: str, topics: list[str], enabled: bool = True
+) -> tuple[AIOKafkaConsumer, SessionClient]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
     )
     await consumer.start()
-    sessions = use_fetch_sessions(consumer)
+    sessions = use_fetch_sessions(consumer, enabled)
     assert use_fetch_sessions(consumer) is sessions  # idempotent
     tps = [TopicPartition(t, p) for t in topics for p in range(2)]
     consumer.assign(tps)
@@ -267,6 +280,26 @@ async def test_a_seek_back_is_named_and_the_records_come_again(kafka_bootstrap: 
         assert dict(again) == {(topics[0], 1): _expected(topics, 20)[(topics[0], 1)][10:]}
         (session,) = sessions.sessions.values()
         assert session.incremental_requests > 0 and session.resets == 0
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.kafka
+async def test_without_sessions_every_request_is_full_and_counted(kafka_bootstrap: str) -> None:
+    prefix = unique_prefix()
+    topics = [f"{prefix}.fs{i}" for i in range(2)]
+    await create_topics(kafka_bootstrap, topics, 2)
+    await produce(kafka_bootstrap, _records(topics, 0, 20))
+    consumer, client = await _reader(kafka_bootstrap, topics, enabled=False)
+    try:
+        seen: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+        await _read(consumer, seen, 20 * 4)
+        assert dict(seen) == _expected(topics, 20)
+        assert not await consumer.getmany(timeout_ms=300)  # idle long polls of 50 ms
+        counts = client.counts()
+        assert counts.full_requests > 1 and counts.incremental_requests == 0
+        (session,) = client.sessions.values()
+        assert session.session_id == 0  # none was asked for
     finally:
         await consumer.stop()
 
