@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 from consumers.apply import BatchApplier, BatchOutcome
 from consumers.config import ConsumerConfig
 from consumers.errors import ConsumerConfigError, ReplayTargetError
+from consumers.fetch_sessions import use_fetch_sessions
 from consumers.metrics import ConsumerMetrics
 from consumers.source import (
     consumer_kwargs,
@@ -156,6 +157,7 @@ class Replayer:
         consumer = AIOKafkaConsumer(**consumer_kwargs(cfg))
         try:
             await consumer.start()
+            use_fetch_sessions(consumer, cfg.fetch_sessions)
             plan = await self._plan_offsets(consumer)
             view = View.open(cfg.data_dir, self._options)
             try:
