@@ -25,11 +25,14 @@ forgotten, and named again once drained), so that check still holds.
 
 Anything uncertain (a top-level error such as an evicted session or a wrong epoch,
 a failed or cancelled send, a broker below fetch v7) drops the session; the next
-request is a full one that also closes the old session on the broker.
+request is a full one that also closes the old session on the broker. A broker that
+answers three requests in a row with a top-level error gets full requests without a
+session from then on (send failures do not count: a broker restart is not a refusal).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +41,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.protocol.fetch import FetchRequest, FetchRequestStruct
 
 from consumers.errors import ConsumerError
+
+log = logging.getLogger(__name__)
 
 PartitionKey = tuple[str, int]
 #: What a request asks of a partition: (fetch offset, most bytes).
@@ -50,6 +55,10 @@ FINAL_EPOCH = -1  #: a full request without a session
 _MAX_EPOCH = 2**31 - 1
 #: First fetch version with session fields.
 SESSION_MIN_VERSION = 7
+#: Answers in a row with a top-level error after which a broker gets full requests
+#: without a session from then on: one that keeps refusing sessions must not keep
+#: the consumer from reading (its answers to refused requests carry no records).
+MAX_REFUSALS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +98,7 @@ class FetchSession:
         self.full_requests = 0  #: full requests planned (counts)
         self.incremental_requests = 0  #: incremental requests planned (counts)
         self.resets = 0  #: sessions dropped after an error
+        self._refusals = 0  #: top-level errors in a row
         self.partitions_named = 0  #: partitions named over all requests (counts)
         self.partitions_forgotten = 0  #: partitions dropped from the session (counts)
 
@@ -122,7 +132,17 @@ class FetchSession:
             return  # no session: nothing to keep
         if error_code != 0:
             self.reset()
+            self._refusals += 1
+            if self._refusals >= MAX_REFUSALS:
+                self.enabled = False
+                log.warning(
+                    "fetch session refused %d times in a row (error %d): "
+                    "full fetch requests from now on",
+                    self._refusals,
+                    error_code,
+                )
             return
+        self._refusals = 0
         if request.full:
             if session_id == NO_SESSION:  # the broker keeps no session for us (cache full)
                 self.session_id, self.epoch, self._held = NO_SESSION, INITIAL_EPOCH, {}

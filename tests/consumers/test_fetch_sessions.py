@@ -15,6 +15,7 @@ from consumer_support import Out, create_topics, produce, unique_prefix
 from consumers.errors import ConsumerError
 from consumers.fetch_sessions import (
     INITIAL_EPOCH,
+    MAX_REFUSALS,
     FetchSession,
     SessionClient,
     SessionCounts,
@@ -69,6 +70,24 @@ def test_an_error_answer_starts_over_with_a_full_request_closing_the_old_session
     assert session.resets == 1
     session.answered(0, 78)
     assert (session.session_id, session.epoch) == (78, 1)
+
+
+def test_a_broker_that_keeps_refusing_sessions_gets_full_requests_without_one() -> None:
+    session = FetchSession()
+    session.plan({A0: (5, 100)})
+    session.answered(0, 77)
+    for _ in range(MAX_REFUSALS - 1):
+        session.plan({A0: (5, 100)})
+        session.answered(71, 0)
+        assert session.enabled
+    session.plan({A0: (5, 100)})
+    session.answered(0, 78)  # an answer in between: the count starts over
+    for _ in range(MAX_REFUSALS):
+        session.plan({A0: (5, 100)})
+        session.answered(70, 0)
+    assert not session.enabled
+    request = session.plan({A0: (5, 100)})
+    assert (request.session_id, request.epoch, request.asks) == (0, -1, {A0: (5, 100)})
 
 
 def test_a_broker_that_keeps_no_session_gets_full_requests() -> None:
