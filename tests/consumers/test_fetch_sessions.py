@@ -216,6 +216,15 @@ def _records(topics: list[str], start: int, count: int) -> list[Out]:
     ]
 
 
+async def _filled_topics(bootstrap: str, count: int, records: int) -> list[str]:
+    """``count`` new topics of 2 partitions, each partition holding ``records`` records."""
+    prefix = unique_prefix()
+    topics = [f"{prefix}.fs{i}" for i in range(count)]
+    await create_topics(bootstrap, topics, 2)
+    await produce(bootstrap, _records(topics, 0, records))
+    return topics
+
+
 def _expected(topics: list[str], count: int) -> dict[tuple[str, int], list[bytes]]:
     return {
         (t, p): [f"{t}:{p}:{i}".encode() for i in range(count)] for t in topics for p in range(2)
@@ -226,10 +235,7 @@ def _expected(topics: list[str], count: int) -> dict[tuple[str, int], list[bytes
 async def test_every_record_arrives_once_in_order_through_incremental_requests(
     kafka_bootstrap: str,
 ) -> None:
-    prefix = unique_prefix()
-    topics = [f"{prefix}.fs{i}" for i in range(4)]
-    await create_topics(kafka_bootstrap, topics, 2)
-    await produce(kafka_bootstrap, _records(topics, 0, 40))
+    topics = await _filled_topics(kafka_bootstrap, 4, 40)
     consumer, sessions = await _reader(kafka_bootstrap, topics)
     try:
         seen: dict[tuple[str, int], list[bytes]] = defaultdict(list)
@@ -263,10 +269,7 @@ async def test_every_record_arrives_once_in_order_through_incremental_requests(
 async def test_a_session_the_broker_refuses_is_made_anew_without_losing_records(
     kafka_bootstrap: str,
 ) -> None:
-    prefix = unique_prefix()
-    topics = [f"{prefix}.fs{i}" for i in range(2)]
-    await create_topics(kafka_bootstrap, topics, 2)
-    await produce(kafka_bootstrap, _records(topics, 0, 30))
+    topics = await _filled_topics(kafka_bootstrap, 2, 30)
     consumer, sessions = await _reader(kafka_bootstrap, topics)
     try:
         seen: dict[tuple[str, int], list[bytes]] = defaultdict(list)
@@ -285,10 +288,7 @@ async def test_a_session_the_broker_refuses_is_made_anew_without_losing_records(
 
 @pytest.mark.kafka
 async def test_a_seek_back_is_named_and_the_records_come_again(kafka_bootstrap: str) -> None:
-    prefix = unique_prefix()
-    topics = [f"{prefix}.fs0"]
-    await create_topics(kafka_bootstrap, topics, 2)
-    await produce(kafka_bootstrap, _records(topics, 0, 20))
+    topics = await _filled_topics(kafka_bootstrap, 1, 20)
     consumer, sessions = await _reader(kafka_bootstrap, topics)
     try:
         seen: dict[tuple[str, int], list[bytes]] = defaultdict(list)
@@ -305,10 +305,7 @@ async def test_a_seek_back_is_named_and_the_records_come_again(kafka_bootstrap: 
 
 @pytest.mark.kafka
 async def test_without_sessions_every_request_is_full_and_counted(kafka_bootstrap: str) -> None:
-    prefix = unique_prefix()
-    topics = [f"{prefix}.fs{i}" for i in range(2)]
-    await create_topics(kafka_bootstrap, topics, 2)
-    await produce(kafka_bootstrap, _records(topics, 0, 20))
+    topics = await _filled_topics(kafka_bootstrap, 2, 20)
     consumer, client = await _reader(kafka_bootstrap, topics, enabled=False)
     try:
         seen: dict[tuple[str, int], list[bytes]] = defaultdict(list)
