@@ -102,9 +102,10 @@ class FetchSession:
         self.partitions_named = 0  #: partitions named over all requests (counts)
         self.partitions_forgotten = 0  #: partitions dropped from the session (counts)
 
-    def plan(self, wanted: Mapping[PartitionKey, Ask]) -> SessionRequest:
-        """The request that makes the session hold exactly ``wanted``."""
-        target = dict(wanted)
+    def plan(self, wanted: dict[PartitionKey, Ask]) -> SessionRequest:
+        """The request that makes the session hold exactly ``wanted`` (kept as the
+        session's state once answered: the caller hands it over and does not change it)."""
+        target = wanted
         if not self.enabled:
             request = SessionRequest(NO_SESSION, FINAL_EPOCH, target, ())
             self.full_requests += 1
