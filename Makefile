@@ -50,9 +50,9 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstalled when pyproject.toml, setup.py or a C extension's source is newer than
-# the stamp (the editable install compiles deltas/, store/ and producers/_speedups.c
-# in place).
-$(STAMP): pyproject.toml setup.py deltas/_speedups.c deltas/_utf8.h store/_speedups.c producers/_speedups.c $(VENV)/bin/python
+# the stamp (the editable install compiles deltas/, store/, producers/ and
+# consumers/_speedups.c in place).
+$(STAMP): pyproject.toml setup.py deltas/_speedups.c deltas/_utf8.h store/_speedups.c producers/_speedups.c consumers/_speedups.c $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)

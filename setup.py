@@ -2,7 +2,8 @@
 
 ``deltas._speedups`` decodes the common records' header (UPSERT, DELETE),
 ``store._speedups`` writes a new or changed object into the WriteBatch,
-``producers._speedups`` shapes a served object (see their .c files). All are
+``producers._speedups`` shapes a served object, ``consumers._speedups`` turns fetched
+Kafka record batches into the consumer's records (see their .c files). All are
 required, not optional: a consumer or producer silently falling back to Python
 would be much slower with no sign why.
 """
@@ -24,5 +25,6 @@ setup(
             depends=UTF8,
             extra_compile_args=FLAGS,
         ),
+        Extension("consumers._speedups", ["consumers/_speedups.c"], extra_compile_args=FLAGS),
     ]
 )

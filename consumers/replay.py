@@ -21,6 +21,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from consumers import fast_records
 from consumers.apply import BatchApplier, BatchOutcome
 from consumers.config import ConsumerConfig
 from consumers.errors import ConsumerConfigError, ReplayTargetError
@@ -154,7 +155,11 @@ class Replayer:
         started = time.monotonic()
         cfg = self._config.consumer
         prepare_target(cfg.data_dir, self._config.force)
-        consumer = AIOKafkaConsumer(**consumer_kwargs(cfg))
+        if cfg.fast_records:
+            fast_records.install()
+        consumer = AIOKafkaConsumer(
+            **consumer_kwargs(cfg), **fast_records.consumer_options(cfg.fast_records)
+        )
         try:
             await consumer.start()
             use_fetch_sessions(consumer, cfg.fetch_sessions)

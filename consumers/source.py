@@ -36,6 +36,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from consumers import fast_records
 from consumers.config import ConsumerConfig, ConsumerMode
 from consumers.errors import ConsumerError, KafkaFetchError
 from consumers.fetch_sessions import SessionClient, use_fetch_sessions
@@ -47,10 +48,15 @@ Partition = tuple[str, int]
 
 
 def to_source_records(batches: Mapping[TopicPartition, Sequence[Any]]) -> list[SourceRecord]:
-    """aiokafka ConsumerRecords -> SourceRecords, partition by partition, offsets ascending."""
+    """getmany's records as SourceRecords, partition by partition, offsets ascending:
+    aiokafka ConsumerRecords are converted, SourceRecords (consumers/fast_records.py)
+    taken as they are."""
     out: list[SourceRecord] = []
     extend = out.extend
     for tp, messages in batches.items():
+        if messages and type(messages[0]) is SourceRecord:
+            extend(messages)
+            continue
         topic, partition = tp.topic, tp.partition
         extend(
             [
@@ -133,6 +139,9 @@ class TopicSource:
             return
         shard = self._config.mode is ConsumerMode.SHARD
         kwargs = consumer_kwargs(self._config)
+        kwargs.update(fast_records.consumer_options(self._config.fast_records))
+        if self._config.fast_records:
+            fast_records.install()
         if shard:
             kwargs.update(
                 group_id=self._config.group_id,
