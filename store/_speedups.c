@@ -176,10 +176,15 @@ static int put_index_utf8(PyObject *put, PyObject *handle, const char *sa, Py_ss
     PyObject *key = PyBytes_FromStringAndSize(NULL, la + 1 + lb + nk);
     if (key == NULL) return -1;
     char *p = PyBytes_AS_STRING(key);
-    if (a_escaped) p = esc_copy(p, sa, na);
+    /* nearly always nothing to escape: a plain copy then */
+    if (a_escaped && la != na) p = esc_copy(p, sa, na);
     else { memcpy(p, sa, (size_t)na); p += na; }
     *p++ = 0;
-    if (sb != NULL) { p = esc_copy(p, sb, nb); *p++ = 0; }
+    if (sb != NULL) {
+        if (lb - 1 != nb) p = esc_copy(p, sb, nb);
+        else { memcpy(p, sb, (size_t)nb); p += nb; }
+        *p++ = 0;
+    }
     memcpy(p, PyBytes_AS_STRING(objkey), (size_t)nk);
     int rc = do_put(put, key, empty_bytes, handle);
     Py_DECREF(key);

@@ -206,8 +206,14 @@ class Planner:
             op = h.op
             body: bytes | None = None
             if op is _UPSERT or op is _DELETE:
-                k = h.key
-                objkey = f"{cluster}\x00{k.group}\x00{k.kind}\x00{k.namespace}\x00{k.name}".encode()
+                # The C decoder builds the key from the header's strings (cluster ==
+                # h.cluster, checked above); the Python decoder's headers lack it.
+                objkey = h.__dict__.get("_objkey")
+                if objkey is None:
+                    k = h.key
+                    objkey = (
+                        f"{cluster}\x00{k.group}\x00{k.kind}\x00{k.namespace}\x00{k.name}"
+                    ).encode()
                 if rec.key is not None and rec.key != objkey[cut:]:
                     reject(rec, f"Kafka key {rec.key!r} does not match the record's identity")
                     continue

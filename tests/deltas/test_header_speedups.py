@@ -7,6 +7,7 @@ decline everything the reference refuses.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -80,8 +81,13 @@ def assert_agrees(data: bytes, max_body: int = DEFAULT_MAX_BODY) -> Any:
         assert fast == reference  # decodes fast.labels if the C decoder left them as bytes
         fields = dict(vars(fast))
         raw = fields.pop("_labels_raw", None)
+        objkey = fields.pop("_objkey")
         assert fields == vars(reference)  # every field, also those eq might skip
         assert raw is None or msgpack.unpackb(raw) == reference.labels
+        k = reference.key
+        assert objkey == b"\x00".join(
+            p.encode() for p in (reference.cluster, k.group, k.kind, k.namespace, k.name)
+        )
         assert type(fast.key) is ResourceKey and fast.key == reference.key
         assert type(fast.owners) is tuple and type(fast.labels) is dict
         assert fast.op is reference.op and fast.op in (Op.UPSERT, Op.DELETE)
@@ -96,6 +102,24 @@ def test_the_extension_is_built_and_used() -> None:
     assert fast is not None
     assert decode_header(POD_BYTES) == fast == decode_header_py(POD_BYTES)
     assert _speedups.__file__.endswith(".so")
+
+
+def test_repeated_strings_come_from_the_cache_and_stay_right() -> None:
+    first = decode_header(POD_BYTES)
+    second = decode_header(POD_BYTES)
+    # cached: the same str objects, so their hashes are computed once
+    assert second.cluster is first.cluster and second.key.kind is first.key.kind
+    assert second.session is first.session and second.owners[0] is first.owners[0]
+    # not cached: unique per object
+    assert second.uid == first.uid and second.key.name == first.key.name
+    # many distinct strings share the 1,024 slots; non-ASCII ones are never cached
+    for i in range(3000):
+        namespace = f"ns-{i}" if i % 3 else f"ñs-{i}"
+        delta = replace(POD, key=replace(POD.key, namespace=namespace), app=f"a{i % 7}")
+        for _ in range(2):
+            header = assert_agrees(encode(delta))
+            assert header is not None and header.key.namespace == namespace
+            assert header.app == f"a{i % 7}"
 
 
 @FUZZ
