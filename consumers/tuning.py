@@ -10,8 +10,8 @@ from plumbing.gctune import freeze_heap, raise_gc_thresholds
 
 
 def tune_gc() -> None:
-    """A pass allocates several objects per record (aiokafka's ConsumerRecord, our
-    SourceRecord, the decoded header) that live until the batch is committed, then die
+    """A pass allocates several objects per record (the SourceRecord, the decoded
+    header and its key) that live until the batch is committed, then die
     by reference counting: they form no cycles. With the default gen-0 threshold (700)
     the cyclic GC runs every few records and promotes whole batches into the older
     generations, which it then rescans. Raising the thresholds makes it run rarely;
