@@ -60,6 +60,7 @@ class ConsumeSettings(KafkaSettings):
     batch_max_mb: int = 64
     metadata_refresh_ms: int = 2_000
     fetch_sessions: bool = True
+    fast_records: bool = True
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
     history_retention_s: int = StoreOptions().history_retention_s
@@ -81,6 +82,7 @@ class ConsumeSettings(KafkaSettings):
                 batch_max_bytes=self.batch_max_mb * 1024 * 1024,
                 metadata_refresh_ms=self.metadata_refresh_ms,
                 fetch_sessions=self.fetch_sessions,
+                fast_records=self.fast_records,
                 metrics_host=self.metrics_host,
                 metrics_port=self.metrics_port,
             )
@@ -161,6 +163,12 @@ def _setup_logging(level: str) -> None:
     default=None,
     help="Incremental fetch sessions (KIP-227): requests and answers name only the "
     "partitions with news, not every cluster topic every time [on].",
+)
+@click.option(
+    "--fast-records/--no-fast-records",
+    default=None,
+    help="Fetched record batches become records in C instead of aiokafka's per-record "
+    "Python; off is the escape hatch if an aiokafka upgrade moved its internals [on].",
 )
 def consume(**cli: Any) -> None:
     """Materialize every cluster topic into the view at --data-dir, until SIGTERM/SIGINT."""

@@ -25,6 +25,7 @@ from consumer_support import (
 
 from deltas import topic_for
 from kubedelta.cli import main
+from kubedelta.cmd_consume import settings_from
 from store import View
 from store import layout as L
 
@@ -48,6 +49,21 @@ def test_replay_refuses_a_non_empty_folder_with_exit_code_2(tmp_path: Path) -> N
     assert result.exit_code == 2
     assert "--force" in result.output
     assert (tmp_path / "keep.txt").exists()
+
+
+def test_the_fast_record_path_is_on_unless_turned_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fast(**cli: object) -> bool:
+        return settings_from(data_dir=tmp_path, **cli).consumer_config().fast_records
+
+    assert fast() is True
+    assert fast(fast_records=False) is False
+    monkeypatch.setenv("KUBEDELTA_FAST_RECORDS", "false")
+    assert fast() is False and fast(fast_records=True) is True
+    monkeypatch.setenv("KUBEDELTA_FAST_RECORDS", "maybe")
+    result = CliRunner().invoke(main, ["consume", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
 
 
 def test_shard_mode_without_group_is_a_usage_error(tmp_path: Path) -> None:
