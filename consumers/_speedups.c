@@ -8,8 +8,8 @@
  * timestamp_ms) with take(n). It stands in for aiokafka's PartitionRecords, which
  * builds a ConsumerRecord per record in Python that the consumer then turned into a
  * SourceRecord: those two objects and the generator and loop steps around them were
- * most of the consumer's "fetch" stage (consumers/fast_records.py wires it in and says
- * which records keep aiokafka's path).
+ * about half of the consumer's "fetch" stage (consumers/fast_records.py wires it in
+ * and says which records keep aiokafka's path).
  *
  * Semantics copied from aiokafka's PartitionRecords._unpack_records with
  * read_uncommitted: control batches are skipped, records below the fetch offset are

@@ -2,10 +2,10 @@
 
 aiokafka turns every fetched record into a ``ConsumerRecord`` in Python (a generator
 step, a ``_consumer_record`` call, a dataclass of eleven fields), and the consumer then
-built a ``SourceRecord`` from it: together most of the consumer's "fetch" stage, ~4 us
-of its one thread per record (docs/benchmarks.md, Consume, session 15). Here a C cursor
-(``consumers/_speedups.c``) reads the record batches of a partition's fetch response
-and makes the ``SourceRecord`` directly, a batch of records per call.
+built a ``SourceRecord`` from it: together about half of the consumer's "fetch" stage
+(~2 of ~4-5 us of its one thread per record; docs/benchmarks.md, Consume, session 15).
+Here a C cursor (``consumers/_speedups.c``) reads the record batches of a partition's
+fetch response and makes the ``SourceRecord`` directly, a batch of records per call.
 
 How it is wired (aiokafka 0.12's private names; :func:`install` checks them and fails
 loudly if they moved, as the zstd hook and the fetch sessions do):
@@ -19,9 +19,10 @@ loudly if they moved, as the zstd hook and the fetch sessions do):
 * ``FetchResult.getall`` takes a whole run from the cursor in one call.
 
 What keeps aiokafka's record path (converted to SourceRecords per record): a response
-with a record batch in an older message format (v0/v1), and read_committed consumers
-(aborted transactions); ours read uncommitted and our producers write v2 batches, so
-neither happens in kubedelta's own traffic.
+with a record batch in an older message format (v0/v1), read_committed consumers
+(aborted transactions) and consumers that check CRCs; ours read uncommitted without
+CRC checks and our producers write v2 batches, so none of it happens in kubedelta's
+own traffic.
 """
 
 from __future__ import annotations
@@ -170,7 +171,9 @@ def install() -> None:
             )
         if (
             isolation_level == _READ_UNCOMMITTED
+            and not check_crcs  # the cursor does not check CRCs (ours never ask for it)
             and type(records) is RawRecords
+            and type(records.data) is bytes
             and all_v2(records.data)
         ):
             return RecordCursor(

@@ -113,7 +113,7 @@ class _LazyLabels:
     instance's ``__dict__`` (a non-data descriptor, so that entry wins from then on,
     as it does for headers that carry ``labels`` from the start). A class-level
     ``__getattr__`` did the same but put every attribute read of every header through
-    a slower lookup (~2 % of the consumer's planning instructions)."""
+    a slower lookup (~8 % of the consumer's planning instructions, callgrind)."""
 
     def __get__(self, header: Header | None, owner: type | None = None) -> Any:
         if header is None:

@@ -199,13 +199,18 @@ def test_a_batch_in_an_old_format_takes_aiokafkas_path() -> None:
     assert list(records) == [SourceRecord(TP.topic, TP.partition, 0, b"k", b"v", 1_700_000_000_000)]
 
 
-def test_read_committed_and_other_consumers_keep_aiokafkas_path() -> None:
+def test_read_committed_crc_checks_and_other_consumers_keep_aiokafkas_path() -> None:
     data = batch(pods(0, 4))
     committed: Any = fetcher.PartitionRecords(
         TP, fetcher.MemoryRecords(data), [], 0, None, SOURCE_RECORDS, False, READ_COMMITTED
     )
     assert type(committed) is not RecordCursor
     assert [r.offset for r in committed] == [0, 1, 2, 3]
+    checked: Any = fetcher.PartitionRecords(
+        TP, fetcher.MemoryRecords(data), [], 0, None, SOURCE_RECORDS, True, READ_UNCOMMITTED
+    )
+    assert type(checked) is not RecordCursor
+    assert [r.offset for r in checked] == [0, 1, 2, 3]
     plain: Any = fetcher.PartitionRecords(
         TP, fetcher.MemoryRecords(data), [], 0, None, None, False, READ_UNCOMMITTED
     )
